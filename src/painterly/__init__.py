@@ -1,0 +1,24 @@
+"""painterly: neural style transfer by optimisation (Gatys et al.) and AdaIN (Huang and Belongie)."""
+
+from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
+from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, optimize
+from .images import load_image, read_metadata, resize_longer_side, save_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cancelled",
+    "GatysSettings",
+    "ImageError",
+    "OptimizationResult",
+    "PRESETS",
+    "PainterlyError",
+    "SettingsError",
+    "WeightsError",
+    "get_preset",
+    "load_image",
+    "optimize",
+    "read_metadata",
+    "resize_longer_side",
+    "save_image",
+]

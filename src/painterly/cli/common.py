@@ -1,0 +1,102 @@
+"""What the subcommands share: argument types, progress bars, messages, output names."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from ..device import DEVICE_CHOICES
+from ..gatys import Progress
+
+
+def info(message: str) -> None:
+    """A line for the user on stderr (stdout stays free for data)."""
+    print(f"painterly: {message}", file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def add_subcommand(subparsers: argparse._SubParsersAction, name: str, *, help: str, examples: str) -> argparse.ArgumentParser:
+    """A subparser whose ``--help`` ends with ``examples``."""
+    return subparsers.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to compute (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed, recorded in the output (default: 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def download_bar(quiet: bool) -> Callable[[int, int | None], None] | None:
+    """A progress callback for weight downloads, drawing a byte-counting bar."""
+    if quiet:
+        return None
+    bar: dict[str, tqdm] = {}
+
+    def update(done: int, total: int | None) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, unit="B", unit_scale=True, desc="downloading weights", file=sys.stderr)
+        bar["bar"].update(done - bar["bar"].n)
+        if total is not None and done >= total:
+            bar["bar"].close()
+
+    return update
+
+
+class OptimizationProgress:
+    """Draws the iteration bar with the losses; calls ``on_iteration`` (for --save-every)."""
+
+    def __init__(self, *, quiet: bool, description: str = "optimising",
+                 on_iteration: Callable[[Progress], None] | None = None) -> None:
+        self.quiet = quiet
+        self.description = description
+        self.on_iteration = on_iteration
+        self.bar: tqdm | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if not self.quiet:
+            if self.bar is None:
+                self.bar = tqdm(total=progress.iterations, desc=self.description, unit="it", file=sys.stderr)
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in progress.losses.items()}, refresh=False)
+            self.bar.update(1)
+            if progress.iteration == progress.iterations:
+                self.bar.close()
+        if self.on_iteration is not None:
+            self.on_iteration(progress)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def numbered_path(path: Path, number: int) -> Path:
+    """``out.png`` -> ``out_00100.png``: where intermediate images go."""
+    return path.with_name(f"{path.stem}_{number:05d}{path.suffix}")

@@ -1,0 +1,146 @@
+"""Losses as pure functions on feature maps and images.
+
+Shapes: features are (N, C, H, W); a Gram matrix is (N, C, C). Every recipe normalises its
+losses differently, and the scale of every weight depends on that choice, so the normalisation
+is an argument here and each preset in :mod:`painterly.gatys` names its own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+GramNormalization = Literal["none", "positions", "channels_positions"]
+Reduction = Literal["mean", "sum", "paper"]
+TVKind = Literal["squared", "absolute_mean", "keras"]
+
+
+def _check_features(features: torch.Tensor, name: str = "features") -> None:
+    if features.dim() != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(features.shape)}")
+
+
+def gram_matrix(features: torch.Tensor, *, normalization: GramNormalization = "channels_positions") -> torch.Tensor:
+    """G = F F^T with F the features reshaped to (N, C, M), M = H W.
+
+    ``normalization``: ``none`` (Gatys et al., Keras), ``positions`` divides by M (TensorFlow
+    blog), ``channels_positions`` divides by C M (jcjohnson/neural-style, d2l).
+    """
+    _check_features(features)
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    gram = flat @ flat.transpose(1, 2)
+    if normalization == "positions":
+        gram = gram / (h * w)
+    elif normalization == "channels_positions":
+        gram = gram / (c * h * w)
+    elif normalization != "none":
+        raise ValueError(f"unknown Gram normalization {normalization!r}")
+    return gram
+
+
+def masked_gram_matrix(
+    features: torch.Tensor, mask: torch.Tensor, *, normalization: GramNormalization = "channels_positions"
+) -> torch.Tensor:
+    """Guided Gram matrix: features weighted by a soft ``mask`` (N, 1, H, W) before the product.
+
+    Positions count as the mask's total weight rather than H W, so a region's statistics do not
+    shrink with its area (Gatys et al. 2017, "Controlling Perceptual Factors").
+    """
+    _check_features(features)
+    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != features.shape[-2:]:
+        raise ValueError(f"mask must have shape (N, 1, {features.shape[2]}, {features.shape[3]}), got {tuple(mask.shape)}")
+    n, c, h, w = features.shape
+    flat = (features * mask).reshape(n, c, h * w)
+    gram = flat @ flat.transpose(1, 2)
+    positions = (mask * mask).sum(dim=(1, 2, 3)).clamp_min(1e-8).view(n, 1, 1)
+    if normalization == "positions":
+        gram = gram / positions
+    elif normalization == "channels_positions":
+        gram = gram / (c * positions)
+    elif normalization != "none":
+        raise ValueError(f"unknown Gram normalization {normalization!r}")
+    return gram
+
+
+def content_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: Reduction = "mean") -> torch.Tensor:
+    """Squared error between feature maps: ``mean`` (MSE), ``sum``, or ``paper`` (1/2 of the sum)."""
+    if input.shape != target.shape:
+        raise ValueError(f"shapes differ: {tuple(input.shape)} vs {tuple(target.shape)}")
+    squared = (input - target).pow(2)
+    if reduction == "mean":
+        return squared.mean()
+    if reduction == "sum":
+        return squared.sum()
+    if reduction == "paper":
+        return 0.5 * squared.sum()
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def gram_style_loss(
+    input_gram: torch.Tensor,
+    target_gram: torch.Tensor,
+    *,
+    reduction: Reduction = "mean",
+    positions: int | None = None,
+    channels: int | None = None,
+) -> torch.Tensor:
+    """Squared error between Gram matrices (N, C, C).
+
+    ``mean``: MSE over the C^2 entries; ``sum``: the plain sum; ``paper``: Gatys et al.'s
+    sum / (4 C^2 M^2), which needs ``positions`` = M; ``channels`` defaults to the Gram's C
+    (the Keras example passes 3 and the image's pixel count instead of the layer's).
+    """
+    if input_gram.shape != target_gram.shape:
+        raise ValueError(f"Gram shapes differ: {tuple(input_gram.shape)} vs {tuple(target_gram.shape)}")
+    squared = (input_gram - target_gram).pow(2)
+    if reduction == "mean":
+        return squared.mean()
+    if reduction == "sum":
+        return squared.sum()
+    if reduction == "paper":
+        if positions is None:
+            raise ValueError("the paper's normalisation needs positions=M")
+        channels = channels or input_gram.shape[-1]
+        return squared.sum() / (4.0 * channels**2 * positions**2)
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def total_variation_loss(image: torch.Tensor, *, kind: TVKind = "squared") -> torch.Tensor:
+    """Smoothness of ``image`` (N, C, H, W) from differences of neighbouring pixels.
+
+    ``squared``: sum of dx^2 + dy^2 (jcjohnson/neural-style); ``absolute_mean``:
+    (mean |dx| + mean |dy|) / 2 (d2l); ``keras``: sum of (dx^2 + dy^2)^1.25 over the pixels
+    that have both neighbours (the Keras example).
+    """
+    _check_features(image, "image")
+    dx = image[:, :, :, 1:] - image[:, :, :, :-1]
+    dy = image[:, :, 1:, :] - image[:, :, :-1, :]
+    if kind == "squared":
+        return dx.pow(2).sum() + dy.pow(2).sum()
+    if kind == "absolute_mean":
+        return 0.5 * (dx.abs().mean() + dy.abs().mean())
+    if kind == "keras":
+        return (dx[:, :, :-1, :].pow(2) + dy[:, :, :, :-1].pow(2)).pow(1.25).sum()
+    raise ValueError(f"unknown total variation kind {kind!r}")
+
+
+def channel_mean_std(features: torch.Tensor, *, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel mean and std over positions, each (N, C, 1, 1); std = sqrt(var + eps).
+
+    The variance is the biased one (divide by H W), as in instance normalisation.
+    """
+    _check_features(features)
+    mean = features.mean(dim=(2, 3), keepdim=True)
+    var = features.var(dim=(2, 3), keepdim=True, unbiased=False)
+    return mean, (var + eps).sqrt()
+
+
+def mean_std_style_loss(input: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-5) -> torch.Tensor:
+    """AdaIN's style loss at one layer: MSE of channel means plus MSE of channel stds."""
+    if input.shape[:2] != target.shape[:2]:
+        raise ValueError(f"batch and channels differ: {tuple(input.shape)} vs {tuple(target.shape)}")
+    input_mean, input_std = channel_mean_std(input, eps=eps)
+    target_mean, target_std = channel_mean_std(target, eps=eps)
+    return (input_mean - target_mean).pow(2).mean() + (input_std - target_std).pow(2).mean()

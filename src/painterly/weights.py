@@ -1,0 +1,349 @@
+"""Named weight sets: where they come from, how they are laid out, how they are fetched.
+
+A weight file is downloaded once into torch's hub cache (``torch.hub.get_dir()/checkpoints``,
+so files fetched by torchvision or torch.hub are reused), streamed to a temporary file that is
+renamed only after its size, checksum (where known) and key layout have been verified.
+
+Environment variables:
+
+* ``PAINTERLY_OFFLINE=1`` never touches the network; a missing file is an error that names
+  the URL and the path to put it at.
+* ``PAINTERLY_WEIGHTS_MIRROR=URL`` fetches every file from ``URL/<file name>`` instead (a
+  local mirror, or an HTTP server in the tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+
+from .errors import WeightsError
+
+Progress = Callable[[int, "int | None"], None]
+"""Download progress: called with (bytes so far, total bytes or None)."""
+
+# ---------------------------------------------------------------------------------------------
+# Key layouts. VGG-19 has 16 3x3 convolutions; the layouts differ only in where they sit.
+
+VGG19_CONV_NAMES = tuple(
+    f"conv{block}_{index}"
+    for block, count in enumerate((2, 2, 4, 4, 4), start=1)
+    for index in range(1, count + 1)
+)
+VGG19_CONV_CHANNELS = (
+    (3, 64), (64, 64),
+    (64, 128), (128, 128),
+    (128, 256), (256, 256), (256, 256), (256, 256),
+    (256, 512), (512, 512), (512, 512), (512, 512),
+    (512, 512), (512, 512), (512, 512), (512, 512),
+)  # fmt: skip
+#: Index of each conv in torchvision's ``features`` Sequential.
+TORCHVISION_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
+#: Index of each conv in the AdaIN normalised VGG Sequential (index 0 is the 1x1 RGB->BGR conv).
+NORMALISED_INDICES = (2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)
+#: The released AdaIN decoder: Sequential index -> (in, out) channels of each 3x3 conv.
+DECODER_CONVS = {
+    1: (512, 256), 5: (256, 256), 8: (256, 256), 11: (256, 256), 14: (256, 128),
+    18: (128, 128), 21: (128, 64), 25: (64, 64), 28: (64, 3),
+}  # fmt: skip
+
+LAYOUTS = ("torchvision", "normalised", "decoder")
+
+
+def layout_keys(layout: str, *, convs: int = 16) -> dict[str, tuple[int, ...]]:
+    """Expected ``key -> shape`` of a layout; for the VGG layouts, its first ``convs`` convs."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    if layout == "decoder":
+        for index, (c_in, c_out) in DECODER_CONVS.items():
+            shapes[f"{index}.weight"] = (c_out, c_in, 3, 3)
+            shapes[f"{index}.bias"] = (c_out,)
+        return shapes
+    if layout == "torchvision":
+        prefix, indices = "features.", TORCHVISION_INDICES
+    elif layout == "normalised":
+        prefix, indices = "", NORMALISED_INDICES
+        shapes["0.weight"], shapes["0.bias"] = (3, 3, 1, 1), (3,)
+    else:
+        raise ValueError(f"unknown layout {layout!r}")
+    for index, (c_in, c_out) in list(zip(indices, VGG19_CONV_CHANNELS))[:convs]:
+        shapes[f"{prefix}{index}.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"{prefix}{index}.bias"] = (c_out,)
+    return shapes
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Name the layout of ``state_dict`` from its first keys; :class:`WeightsError` if none."""
+    for layout in LAYOUTS:
+        first = next(iter(layout_keys(layout, convs=1)))
+        if first in state_dict:
+            return layout
+    sample = ", ".join(list(state_dict)[:4]) or "no keys"
+    raise WeightsError(
+        f"unrecognised weight layout (keys: {sample}); expected torchvision's VGG-19 "
+        "(features.N.weight), the normalised VGG-19 (N.weight) or an AdaIN decoder"
+    )
+
+
+def check_layout(
+    state_dict: Mapping[str, torch.Tensor], layout: str, *, convs: int = 16, name: str = "weights"
+) -> None:
+    """Raise :class:`WeightsError` unless ``state_dict`` has every key and shape of ``layout``."""
+    for key, shape in layout_keys(layout, convs=convs).items():
+        if key not in state_dict:
+            raise WeightsError(f"{name}: key {key!r} of the {layout} layout is missing")
+        if tuple(state_dict[key].shape) != shape:
+            raise WeightsError(
+                f"{name}: {key!r} has shape {tuple(state_dict[key].shape)}, "
+                f"the {layout} layout needs {shape}"
+            )
+
+
+def random_vgg19_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random VGG-19 weights in torchvision's layout (Kaiming-normal, zero biases).
+
+    He et al.'s fan-in initialisation keeps activations at a steady scale through the ReLUs,
+    which is what makes Gram statistics of a random network meaningful for style transfer.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for index, (c_in, c_out) in zip(TORCHVISION_INDICES, VGG19_CONV_CHANNELS):
+        std = (2.0 / (c_in * 9)) ** 0.5
+        weight = torch.randn((c_out, c_in, 3, 3), generator=generator) * std
+        state[f"features.{index}.weight"] = weight
+        state[f"features.{index}.bias"] = torch.zeros(c_out)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry.
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable file: its URL, key layout and (where known) checksum."""
+
+    url: str
+    layout: str
+    sha256: str | None = None  # full digest or a prefix of it (torch.hub names carry one)
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    """A named set: one file per role (``encoder``, ``decoder``)."""
+
+    name: str
+    description: str
+    files: dict[str, WeightFile] = field(default_factory=dict)
+
+
+_NORMALISED_VGG = WeightFile(
+    url="https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/vgg_normalised.pth",
+    layout="normalised",
+)
+REGISTRY: dict[str, WeightSet] = {
+    "vgg19": WeightSet(
+        "vgg19",
+        "torchvision's ImageNet VGG-19 (548 MB)",
+        {
+            "encoder": WeightFile(
+                url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+                layout="torchvision",
+                sha256="dcbb9e9d",
+            )
+        },
+    ),
+    "vgg19-normalised": WeightSet(
+        "vgg19-normalised",
+        "the normalised VGG-19 of Gatys et al. and AdaIN (80 MB)",
+        {"encoder": _NORMALISED_VGG},
+    ),
+    "adain": WeightSet(
+        "adain",
+        "the released AdaIN encoder and decoder of Huang and Belongie (94 MB)",
+        {
+            "encoder": _NORMALISED_VGG,
+            "decoder": WeightFile(
+                url="https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/decoder.pth",
+                layout="decoder",
+            ),
+        },
+    ),
+    "random": WeightSet("random", "seeded random VGG-19 weights (Kaiming init), no download"),
+}
+
+
+def cache_dir() -> Path:
+    """Where weight files are kept: torch's hub cache, shared with torchvision."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def is_offline() -> bool:
+    return os.environ.get("PAINTERLY_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def source_url(file: WeightFile) -> str:
+    """The URL a file is fetched from, honouring ``PAINTERLY_WEIGHTS_MIRROR``."""
+    mirror = os.environ.get("PAINTERLY_WEIGHTS_MIRROR", "").strip()
+    return f"{mirror.rstrip('/')}/{file.filename}" if mirror else file.url
+
+
+def cached_path(file: WeightFile) -> Path:
+    return cache_dir() / file.filename
+
+
+def is_cached(name: str) -> bool:
+    """True when every file of the named set is in the cache (``random`` always is)."""
+    return all(cached_path(file).is_file() for file in _weight_set(name).files.values())
+
+
+def fetch(file: WeightFile, *, progress: Progress | None = None) -> Path:
+    """Return the cached path of ``file``, downloading and verifying it first if needed."""
+    path = cached_path(file)
+    if path.is_file():
+        return path
+    url = source_url(file)
+    if is_offline():
+        raise WeightsError(
+            f"{file.filename} is not cached and PAINTERLY_OFFLINE is set: "
+            f"download {url} and put it at {path}"
+        )
+    download(url, path, layout=file.layout, sha256=file.sha256, progress=progress)
+    return path
+
+
+def download(
+    url: str,
+    destination: Path,
+    *,
+    layout: str,
+    sha256: str | None = None,
+    progress: Progress | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download ``url`` to ``destination`` through a temporary file, verified before renaming."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".partial")
+    digest = hashlib.sha256()
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(handle, "wb") as out:
+                total = response.headers.get("Content-Length")
+                total = int(total) if total and total.isdigit() else None
+                done = 0
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise WeightsError(
+                f"cannot download {url} ({reason}); without network, fetch it elsewhere and "
+                f"put it at {destination}, or pass --weights PATH"
+            ) from None
+        if total is not None and done != total:
+            raise WeightsError(f"download of {url} was cut short ({done} of {total} bytes); try again")
+        if sha256 and not digest.hexdigest().startswith(sha256):
+            raise WeightsError(
+                f"{url}: checksum {digest.hexdigest()[:16]}... does not match the expected {sha256}"
+            )
+        check_layout(read_state_dict(Path(temporary), name=url), layout, name=url)
+        os.replace(temporary, destination)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return destination
+
+
+def read_state_dict(path: str | os.PathLike, *, name: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a weight file safely (tensors only), unwrapping ``{"state_dict": ...}`` wrappers."""
+    name = name or str(path)
+    if not Path(path).is_file():
+        raise WeightsError(f"{name}: no such weight file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a foreign or truncated file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"{name}: not a readable PyTorch weight file ({first_line[:120]})") from None
+    for wrapper in ("state_dict", "model", "decoder"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{name}: does not hold a state dict of tensors")
+    return state
+
+
+def _weight_set(name: str) -> WeightSet:
+    if name not in REGISTRY:
+        raise WeightsError(f"unknown weights {name!r}: choose one of {', '.join(REGISTRY)} or a file path")
+    return REGISTRY[name]
+
+
+def is_registry_name(spec: str | os.PathLike) -> bool:
+    return isinstance(spec, str) and spec in REGISTRY
+
+
+def load_weights(
+    spec: str | os.PathLike,
+    *,
+    role: str = "encoder",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[dict[str, torch.Tensor], str, str]:
+    """Resolve a registry name or a file path to ``(state_dict, layout, label)``.
+
+    ``label`` says what was loaded, for metadata and messages (``random(seed=3)``, ``vgg19``,
+    or the file's path).
+    """
+    if is_registry_name(spec):
+        name = str(spec)
+        if name == "random":
+            if role != "encoder":
+                raise WeightsError("random weights exist for the encoder only; pass a decoder file")
+            return random_vgg19_state_dict(seed), "torchvision", f"random(seed={seed})"
+        files = _weight_set(name).files
+        if role not in files:
+            raise WeightsError(f"weights {name!r} have no {role}")
+        path = fetch(files[role], progress=progress)
+        state = read_state_dict(path)
+        check_layout(state, files[role].layout, name=str(path))
+        return state, files[role].layout, name
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise WeightsError(f"unknown weights {str(spec)!r}: no such file, and not one of {', '.join(REGISTRY)}")
+    state = read_state_dict(path)
+    layout = detect_layout(state)
+    if role == "decoder" and layout != "decoder":
+        raise WeightsError(f"{path}: holds a VGG-19 encoder ({layout} layout), not a decoder")
+    if role == "encoder" and layout == "decoder":
+        raise WeightsError(f"{path}: holds an AdaIN decoder, not a VGG-19 encoder")
+    if layout == "decoder":
+        check_layout(state, layout, name=str(path))
+    return state, layout, str(path)
+
+
+def choose_weights(spec: str | os.PathLike, *, preferred: str, progress: Progress | None = None) -> tuple[str | os.PathLike, str | None]:
+    """Resolve ``auto`` to ``preferred`` when it is cached or can be downloaded, else ``random``.
+
+    Returns the spec to load and, when falling back, a note saying why (for the user).
+    """
+    if spec != "auto":
+        return spec, None
+    try:
+        for file in _weight_set(preferred).files.values():
+            fetch(file, progress=progress)
+    except WeightsError as error:
+        return "random", f"pretrained {preferred} weights unavailable ({error}); using seeded random weights"
+    return preferred, None

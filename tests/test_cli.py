@@ -1,0 +1,101 @@
+"""The command line as a user runs it: outputs, messages and exit codes."""
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from painterly.images import read_metadata
+
+from conftest import run_cli
+
+FAST = ["--size", "48", "--iterations", "4", "--weights", "random", "--quiet"]
+
+
+def test_help_lists_commands_and_examples():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "optimize" in result.stdout and "demo" in result.stdout
+    result = run_cli("optimize", "--help")
+    assert "examples:" in result.stdout and "gatys2016" in result.stdout
+
+
+def test_optimize_writes_image_metadata_intermediates_and_plot(scene_path, stripes_path, tmp_path):
+    out = tmp_path / "out" / "result.png"
+    result = run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), *FAST,
+                     "--seed", "3", "--save-every", "2", "--plot", "--init", "content", "--tv-weight", "1e-5")
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.size == (48, 32)
+    metadata = read_metadata(out)
+    assert metadata["seed"] == 3 and metadata["weights"] == "random(seed=3)"
+    assert metadata["iterations"] == 4 and metadata["tv_weight"] == 1e-5 and metadata["style"] == "stripes.png"
+    assert (out.parent / "result_00002.png").is_file()
+    assert (out.parent / "result_losses.png").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["result.png", "result_00002.png", "result_losses.png"]
+
+
+def test_auto_weights_offline_say_they_fall_back(scene_path, stripes_path, tmp_path):
+    result = run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(tmp_path / "o.jpg"),
+                     "--size", "32", "--iterations", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "using seeded random weights" in result.stderr
+    assert read_metadata(tmp_path / "o.jpg")["weights"] == "random(seed=0)"
+
+
+def test_same_seed_same_image(scene_path, stripes_path, tmp_path):
+    for name in ("a.png", "b.png"):
+        assert run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(tmp_path / name), *FAST, "--init", "noise").returncode == 0
+    assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()
+
+
+def one_clear_error(result, *fragments):
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    "content_bytes,fragment",
+    [(b"", "not an image"), (b"<html>hello</html>", "not an image"), (None, "cannot be decoded")],
+)
+def test_bad_images_fail_cleanly(tmp_path, stripes_path, content_bytes, fragment):
+    bad = tmp_path / "bad.png"
+    if content_bytes is None:
+        Image.new("RGB", (64, 64), "red").save(bad)
+        bad.write_bytes(bad.read_bytes()[:-40])
+    else:
+        bad.write_bytes(content_bytes)
+    out = tmp_path / "out.png"
+    one_clear_error(run_cli("optimize", str(bad), str(stripes_path), "-o", str(out), *FAST), "bad.png", fragment)
+    assert not out.exists()
+
+
+def test_missing_file_bad_flags_and_impossible_sizes(scene_path, stripes_path, tmp_path):
+    out = tmp_path / "o.png"
+    one_clear_error(run_cli("optimize", str(tmp_path / "none.jpg"), str(stripes_path), "-o", str(out)), "no such file")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--iterations", "many"), "--iterations")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--preset", "vangogh"), "--preset")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--size", "5", "--weights", "random"), "size 5")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--style-layers", "relu7_1", "--weights", "random"), "relu7_1")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(tmp_path / "o.gif")), "must end in")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(scene_path)), "overwrite an input")
+    assert not out.exists()
+
+
+def test_wrong_weight_files_fail_cleanly(scene_path, stripes_path, tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"PK\x03\x04 not really")
+    out = tmp_path / "o.png"
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--weights", str(junk)), "junk.pth")
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--weights", "vgg19"), "PAINTERLY_OFFLINE")
+    assert not out.exists()
+
+
+def test_demo_runs_offline(tmp_path):
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--size", "48", "--iterations", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "seeded random" in result.stderr
+    assert (tmp_path / "demo" / "shipwreck_starry_night.png").is_file()

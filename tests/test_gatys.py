@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from painterly.encoder import load_encoder
+from painterly.errors import Cancelled, SettingsError
+from painterly.gatys import (
+    PRESETS,
+    GatysSettings,
+    get_preset,
+    learning_rate_at,
+    normalized_weights,
+    optimize,
+    optimize_image,
+)
+from painterly.images import image_to_tensor
+from painterly.losses import gram_matrix
+
+from conftest import make_scene, make_stripes
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def test_presets_follow_the_spec():
+    g = get_preset("gatys2016")
+    assert (g.content_layers, g.style_layers) == (("relu4_2",), STYLE_LAYERS)
+    assert (g.content_weight, g.style_weight, g.tv_weight) == (5, 100, 1e-3)
+    assert (g.optimizer, g.iterations, g.size, g.init, g.gram_normalization) == ("lbfgs", 1000, 512, "noise", "channels_positions")
+    k = get_preset("keras")
+    assert k.content_layers == ("relu5_2",) and k.style_layers == STYLE_LAYERS
+    assert (k.content_weight, k.style_weight, k.tv_weight) == (2.5e-8, 1e-6, 1e-6)
+    assert (k.optimizer, k.learning_rate, k.lr_decay, k.lr_decay_every, k.iterations, k.size, k.init) == ("sgd", 100, 0.96, 100, 4000, 400, "content")
+    assert (k.gram_normalization, k.style_reduction, k.tv_kind, k.average_layers) == ("none", "keras", "keras", True)
+    d = get_preset("d2l")
+    assert d.content_layers == ("conv4_4",) and d.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert (d.content_weight, d.style_weight, d.tv_weight, d.tv_kind) == (1, 1e3, 10, "absolute_mean")
+    assert (d.optimizer, d.learning_rate, d.lr_decay, d.lr_decay_every, d.iterations, d.init) == ("adam", 0.3, 0.8, 50, 500, "content")
+    t = get_preset("tf-blog")
+    assert t.content_layers == ("relu5_2",) and t.style_layers == STYLE_LAYERS
+    assert (t.content_weight, t.style_weight, t.tv_weight) == (1e3, 1e-2, 0)
+    assert (t.optimizer, t.learning_rate, t.adam_betas[0], t.adam_eps, t.iterations, t.size) == ("adam", 5, 0.99, 0.1, 1000, 512)
+    assert all(settings.source for settings in PRESETS.values())
+    with pytest.raises(SettingsError, match="gatys2016"):
+        get_preset("nope")
+
+
+def test_learning_rate_schedules():
+    assert learning_rate_at(get_preset("d2l"), 49) == pytest.approx(0.3)
+    assert learning_rate_at(get_preset("d2l"), 50) == pytest.approx(0.24)
+    assert learning_rate_at(get_preset("keras"), 50) == pytest.approx(100 * 0.96**0.5)
+    assert learning_rate_at(get_preset("gatys2016"), 500) == 1.0
+
+
+def test_settings_are_validated():
+    with pytest.raises(SettingsError, match="relu9_9"):
+        GatysSettings(style_layers=("relu9_9",))
+    with pytest.raises(SettingsError, match="iterations"):
+        get_preset("d2l").updated(iterations=0)
+    with pytest.raises(SettingsError, match="style_weight"):
+        get_preset("d2l").updated(style_weight=-1.0)
+    assert normalized_weights([3, 7], 2) == pytest.approx([0.3, 0.7])
+    with pytest.raises(SettingsError, match="2 style weights given for 3"):
+        normalized_weights([1, 2], 3)
+
+
+def gram_distance(a: torch.Tensor, b: torch.Tensor, encoder) -> float:
+    fa, fb = encoder(a, STYLE_LAYERS[:3]), encoder(b, STYLE_LAYERS[:3])
+    return sum(float((gram_matrix(fa[l]) - gram_matrix(fb[l])).pow(2).sum()) for l in STYLE_LAYERS[:3])
+
+
+def test_end_to_end_with_random_weights_moves_towards_the_style():
+    content, style = make_scene(96, 64), make_stripes(96, 64)
+    result = optimize(content, style, size=96, iterations=25, weights="random", init="content", tv_weight=1e-5, seed=1, device="cpu")
+    assert result.image.size == (96, 64) and result.weights == "random(seed=1)"
+    totals = [row["total"] for row in result.history]
+    assert len(totals) == 25 and totals[-1] < 0.2 * totals[0]
+    encoder, _ = load_encoder("random", last_layer="relu3_1", seed=123)  # an independent judge
+    c, s, out = (image_to_tensor(im) for im in (content, style, result.image))
+    assert gram_distance(out, s, encoder) < 0.5 * gram_distance(c, s, encoder)
+    # colour statistics moved too: the stripes are far more saturated than the scene
+    saturation = lambda t: float((t.max(1).values - t.min(1).values).mean())
+    assert abs(saturation(out) - saturation(s)) < abs(saturation(c) - saturation(s))
+
+
+def test_seed_reproduces_and_callback_can_cancel():
+    content, style = image_to_tensor(make_scene(32, 32)), image_to_tensor(make_stripes(32, 32))
+    encoder, _ = load_encoder("random", last_layer="relu3_1", seed=0)
+    settings = GatysSettings(content_layers=("relu3_1",), style_layers=("relu1_1", "relu2_1"), iterations=3, init="noise")
+    first = optimize_image(content, [style], encoder=encoder, settings=settings, seed=4).image
+    second = optimize_image(content, [style], encoder=encoder, settings=settings, seed=4).image
+    assert torch.equal(first, second)
+    seen = []
+
+    def stop_after_two(progress):
+        seen.append((progress.iteration, progress.iterations, set(progress.losses)))
+        if progress.iteration == 2:
+            raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        optimize_image(content, [style], encoder=encoder, settings=settings.updated(iterations=10), callback=stop_after_two)
+    assert seen == [(1, 10, {"content", "style", "tv", "total"}), (2, 10, {"content", "style", "tv", "total"})]
+
+
+@pytest.mark.parametrize("name", ["keras", "d2l", "tf-blog"])
+def test_other_presets_reduce_their_loss(name):
+    content, style = image_to_tensor(make_scene(48, 32)), image_to_tensor(make_stripes(48, 32))
+    encoder, _ = load_encoder("random", last_layer="relu5_2", seed=0)
+    result = optimize_image(content, [style], encoder=encoder, settings=get_preset(name).updated(iterations=8))
+    assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_several_styles_blend_their_grams():
+    content = image_to_tensor(make_scene(32, 32))
+    red, blue = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    red[:, 0], blue[:, 2] = 1.0, 1.0
+    encoder, _ = load_encoder("random", last_layer="relu2_1", seed=0)
+    settings = GatysSettings(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), content_weight=0.0,
+                             tv_weight=0.0, iterations=30, init="content")
+    mostly_red = optimize_image(content, [red, blue], encoder=encoder, settings=settings, style_weights=[9, 1]).image
+    mostly_blue = optimize_image(content, [red, blue], encoder=encoder, settings=settings, style_weights=[1, 9]).image
+    assert mostly_red[:, 0].mean() - mostly_red[:, 2].mean() > mostly_blue[:, 0].mean() - mostly_blue[:, 2].mean()
+    with pytest.raises(SettingsError):
+        optimize_image(content, [red, blue], encoder=encoder, settings=settings, style_weights=[1])
