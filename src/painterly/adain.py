@@ -170,6 +170,7 @@ class AdaINModel(nn.Module):
         self.decoder_label = decoder_label
         self._style_cache: OrderedDict[str, Stats] = OrderedDict()
         self._style_cache_size = style_cache_size
+        self.eval()
 
     @classmethod
     def load(cls, *, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
@@ -266,10 +267,29 @@ def normalized_style_weights(weights: Sequence[float] | None, count: int) -> lis
     return [w / sum(weights) for w in weights]
 
 
-def _check_masks(masks: Sequence[Image.Image], count: int, size: tuple[int, int]) -> list[Image.Image]:
-    masks = list(masks)
-    if len(masks) != count:
-        raise SettingsError(f"{len(masks)} mask(s) given for {count} style image(s): give one mask per style")
+def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Sequence[float] | None = None,
+                   masks: Sequence[Any] | None = None, tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE,
+                   tile_overlap: int = DEFAULT_TILE_OVERLAP) -> list[float]:
+    """Refuse impossible :func:`stylize` settings with a :class:`SettingsError` (before any work:
+    a batch checks once); returns the normalised style weights."""
+    if style_count < 1:
+        raise SettingsError("no style image given")
+    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+        raise SettingsError(f"alpha must be between 0 and 1, got {alpha}")
+    if masks is not None and style_weights is not None:
+        raise SettingsError("give style weights or masks, not both: the masks say how much of each style goes where")
+    if masks is not None and len(masks) != style_count:
+        raise SettingsError(f"{len(masks)} mask(s) given for {style_count} style image(s): give one mask per style")
+    if tile not in (True, False, "auto"):
+        raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
+    if tile_size < 64 or tile_size % DOWNSAMPLING:
+        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} of at least 64, got {tile_size}")
+    if not (0 <= tile_overlap < tile_size // 2 and tile_overlap % DOWNSAMPLING == 0):
+        raise SettingsError(f"tile overlap must be a multiple of {DOWNSAMPLING} below half the tile size, got {tile_overlap}")
+    return normalized_style_weights(style_weights, style_count)
+
+
+def _check_masks(masks: Sequence[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
     for index, mask in enumerate(masks, start=1):
         if mask.size != size:
             raise SettingsError(
@@ -433,21 +453,10 @@ def stylize(
     back, so it has the content's (resized) size exactly.
     """
     styles = [style] if isinstance(style, Image.Image) else list(style)
-    if not styles:
-        raise SettingsError("no style image given")
-    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
-        raise SettingsError(f"alpha must be between 0 and 1, got {alpha}")
-    if masks is not None and style_weights is not None:
-        raise SettingsError("give style weights or masks, not both: the masks say how much of each style goes where")
-    if tile not in (True, False, "auto"):
-        raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
-    if tile_size < 64 or tile_size % DOWNSAMPLING:
-        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} of at least 64, got {tile_size}")
-    if not (0 <= tile_overlap < tile_size // 2 and tile_overlap % DOWNSAMPLING == 0):
-        raise SettingsError(f"tile overlap must be a multiple of {DOWNSAMPLING} below half the tile size, got {tile_overlap}")
-    weights = normalized_style_weights(style_weights, len(styles))
+    weights = check_settings(style_count=len(styles), alpha=alpha, style_weights=style_weights, masks=masks,
+                             tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     content = content.convert("RGB")
-    checked_masks = _check_masks(masks, len(styles), content.size) if masks is not None else None
+    checked_masks = _check_masks(masks, content.size) if masks is not None else None
     if content_size is not None:
         content = resize_longer_side(content, content_size)
     if style_size is not None:
