@@ -326,14 +326,20 @@ def _array_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
+def _at_most_auto_tile_pixels(image: Image.Image) -> Image.Image:
+    """``image``, or a copy downscaled to :data:`AUTO_TILE_PIXELS` pixels when it is larger:
+    where tiles get the whole image's statistics (features, colours) from."""
+    if image.width * image.height <= AUTO_TILE_PIXELS:
+        return image
+    scale = math.sqrt(AUTO_TILE_PIXELS / (image.width * image.height))
+    return image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))), Image.Resampling.BOX)
+
+
 def _content_statistics(model: AdaINModel, content: Image.Image, masks: list[Image.Image] | None,
                         weights: list[float]) -> list[Stats]:
-    """Each style region's content statistics, from the whole image, downscaled to at most
-    :data:`AUTO_TILE_PIXELS` pixels (so tiles share one set of statistics)."""
-    if content.width * content.height > AUTO_TILE_PIXELS:
-        scale = math.sqrt(AUTO_TILE_PIXELS / (content.width * content.height))
-        content = content.resize((max(16, round(content.width * scale)), max(16, round(content.height * scale))),
-                                 Image.Resampling.BOX)
+    """Each style region's content statistics, from the whole image (downscaled past
+    :data:`AUTO_TILE_PIXELS`), so that all tiles share one set of statistics."""
+    content = _at_most_auto_tile_pixels(content)
     image = pad_to_multiple(image_to_tensor(content).to(model.device))
     features = model.encode(image)
     if masks is None:
@@ -374,9 +380,9 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, content_stats: list[
     """Stylise overlapping tiles of the padded content and blend them, one row of tiles at a
     time: finished rows go straight to the uint8 output, so besides the input and output images
     only one band of tile_size rows is held in float."""
-    array = np.asarray(content)
-    height, width = array.shape[:2]
-    padded = np.pad(array, ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)), mode="reflect")
+    width, height = content.size
+    padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
+                    mode="reflect")
     mask_arrays = [_mask_array(m, content.size) for m in masks] if masks else None
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
@@ -466,7 +472,9 @@ def stylize(
     tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
 
     with torch.no_grad():
-        content_tensor = image_to_tensor(content).to(model.device)
+        # Tiled, this is the downscaled copy (enough for colour statistics): the whole image is
+        # never held in float.
+        content_tensor = image_to_tensor(_at_most_auto_tile_pixels(content) if tiled else content).to(model.device)
         style_stats = []
         for style_image in styles:
             style_tensor = image_to_tensor(style_image.convert("RGB")).to(model.device)
@@ -474,8 +482,8 @@ def stylize(
                 style_tensor = match_color(style_tensor, content_tensor)
             style_stats.append(model.style_statistics(style_tensor))
         if tiled:
+            del content_tensor
             content_stats = _content_statistics(model, content, checked_masks, weights)
-            del content_tensor  # the tiles read the image itself
             image = _stylize_tiles(model, content, content_stats, style_stats, checked_masks, weights, alpha,
                                    tile_size, tile_overlap, callback)
         else:
