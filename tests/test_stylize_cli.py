@@ -102,7 +102,7 @@ def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
     photo, a, b = (str(tmp_path / name) for name in ("photo.png", "a.png", "b.png"))
     out = str(tmp_path / "out.png")
     one_clear_error(painterly("stylize", photo, "--style", a, b, "-o", out, "--style-weights", "1", *offline_weights),
-                    "1 style weights given for 2 style image(s)")
+                    "1 style weights given for 2 style images")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--alpha", "1.5", *offline_weights),
                     "alpha must be between 0 and 1")
     one_clear_error(painterly("stylize", photo, "--style", str(tmp_path / "empty"), "-o", out, *offline_weights),

@@ -35,6 +35,7 @@ from .color import match_color
 from .device import resolve_device
 from .encoder import VGG19Encoder, load_encoder
 from .errors import SettingsError, WeightsError
+from .gatys import normalized_weights  # one rule for blending styles, shared by both methods
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std
 from .weights import Progress, check_layout, is_registry_name, load_weights
@@ -44,9 +45,11 @@ ADAIN_LAYER = "relu4_1"
 STYLE_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 #: relu4_1 sits after three poolings: inputs are padded to a multiple of this.
 DOWNSAMPLING = 8
-#: ``tile="auto"`` tiles images with more pixels than this; past it, content statistics come
-#: from a copy downscaled to this many pixels.
+#: ``tile="auto"`` tiles images with more pixels than this.
 AUTO_TILE_PIXELS = 2_000_000
+#: Tiled, the whole image's statistics (features, colours) come from a copy with at most this
+#: many pixels: one encoder pass at this size is the largest allocation of a tiled run.
+STATISTICS_PIXELS = 1024 * 1024
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_STYLE_SIZE = 512
@@ -254,24 +257,12 @@ class StylizeResult:
         return {"painterly.method": "stylize", **self.settings, "seed": self.seed}
 
 
-def normalized_style_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """Weights for ``count`` styles, normalised to sum 1 (equal when None); a count that does
-    not match, a negative weight or an all-zero set is refused."""
-    if weights is None:
-        return [1.0 / count] * count
-    weights = [float(w) for w in weights]
-    if len(weights) != count:
-        raise SettingsError(f"{len(weights)} style weights given for {count} style image(s): give one per style")
-    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
-        raise SettingsError("style weights must be non-negative numbers with a positive sum")
-    return [w / sum(weights) for w in weights]
-
-
 def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Sequence[float] | None = None,
                    masks: Sequence[Any] | None = None, tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE,
                    tile_overlap: int = DEFAULT_TILE_OVERLAP) -> list[float]:
     """Refuse impossible :func:`stylize` settings with a :class:`SettingsError` (before any work:
-    a batch checks once); returns the normalised style weights."""
+    a batch checks once); returns the style weights normalised to sum 1 (equal when None;
+    a count that does not match, a negative weight or an all-zero set is refused)."""
     if style_count < 1:
         raise SettingsError("no style image given")
     if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
@@ -286,7 +277,7 @@ def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Seque
         raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} of at least 64, got {tile_size}")
     if not (0 <= tile_overlap < tile_size // 2 and tile_overlap % DOWNSAMPLING == 0):
         raise SettingsError(f"tile overlap must be a multiple of {DOWNSAMPLING} below half the tile size, got {tile_overlap}")
-    return normalized_style_weights(style_weights, style_count)
+    return normalized_weights(style_weights, style_count)
 
 
 def _check_masks(masks: Sequence[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
@@ -326,20 +317,20 @@ def _array_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
-def _at_most_auto_tile_pixels(image: Image.Image) -> Image.Image:
-    """``image``, or a copy downscaled to :data:`AUTO_TILE_PIXELS` pixels when it is larger:
+def _statistics_copy(image: Image.Image) -> Image.Image:
+    """``image``, or a copy downscaled to :data:`STATISTICS_PIXELS` pixels when it is larger:
     where tiles get the whole image's statistics (features, colours) from."""
-    if image.width * image.height <= AUTO_TILE_PIXELS:
+    if image.width * image.height <= STATISTICS_PIXELS:
         return image
-    scale = math.sqrt(AUTO_TILE_PIXELS / (image.width * image.height))
+    scale = math.sqrt(STATISTICS_PIXELS / (image.width * image.height))
     return image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))), Image.Resampling.BOX)
 
 
 def _content_statistics(model: AdaINModel, content: Image.Image, masks: list[Image.Image] | None,
                         weights: list[float]) -> list[Stats]:
     """Each style region's content statistics, from the whole image (downscaled past
-    :data:`AUTO_TILE_PIXELS`), so that all tiles share one set of statistics."""
-    content = _at_most_auto_tile_pixels(content)
+    :data:`STATISTICS_PIXELS`), so that all tiles share one set of statistics."""
+    content = _statistics_copy(content)
     image = pad_to_multiple(image_to_tensor(content).to(model.device))
     features = model.encode(image)
     if masks is None:
@@ -448,7 +439,7 @@ def stylize(
     - ``tile``: True, False or ``"auto"`` (tiles past :data:`AUTO_TILE_PIXELS` pixels). Tiles of
       ``tile_size`` pixels overlap by ``tile_overlap`` and are blended with cosine ramps; style
       statistics come from the whole style image and content statistics from the whole content
-      (downscaled past AUTO_TILE_PIXELS), so tiles differ from one pass only where the encoder's
+      (downscaled past :data:`STATISTICS_PIXELS`), so tiles differ from one pass only where the encoder's
       and decoder's receptive fields cross a tile border. Peak memory, besides the network's
       weights: about 7 bytes per content pixel (uint8 input, padded copy and output) plus
       16 bytes x tile_size x width (the blending band) plus roughly 1.5 kB x tile_size^2 for
@@ -474,7 +465,7 @@ def stylize(
     with torch.no_grad():
         # Tiled, this is the downscaled copy (enough for colour statistics): the whole image is
         # never held in float.
-        content_tensor = image_to_tensor(_at_most_auto_tile_pixels(content) if tiled else content).to(model.device)
+        content_tensor = image_to_tensor(_statistics_copy(content) if tiled else content).to(model.device)
         style_stats = []
         for style_image in styles:
             style_tensor = image_to_tensor(style_image.convert("RGB")).to(model.device)

@@ -7,7 +7,6 @@ import glob
 import sys
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
 from ..adain import DEFAULT_STYLE_SIZE, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, AdaINModel, check_settings, stylize
@@ -98,6 +97,10 @@ def plan(contents: list[Path], style_groups: list[list[Path]], output: Path) -> 
         for content in contents:
             suffix = ".mp4" if is_video(content) else ".png"
             jobs.append((content, styles, output / f"{content.stem}_{style_stem}{suffix}"))
+    names = [job[2].name for job in jobs]
+    clashes = sorted({name for name in names if names.count(name) > 1})
+    if clashes:
+        raise SettingsError(f"several inputs would be written to {clashes[0]}: give the files different names")
     return jobs
 
 
@@ -131,14 +134,13 @@ def run(args: argparse.Namespace) -> int:
         content_size=args.content_size, style_size=args.style_size, tile=tile,
         tile_size=args.tile_size, tile_overlap=args.tile_overlap, seed=args.seed, model=model,
     )
-    style_images: dict[Path, Image.Image] = {}
+    loaded_paths: list[Path] = []
+    job_images: list = []
     bar = tqdm(total=len(todo), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
     try:
         for content, job_styles, output in todo:
-            for path in job_styles:
-                if path not in style_images:
-                    style_images[path] = load_image(path)
-            job_images = [style_images[p] for p in job_styles]
+            if job_styles != loaded_paths:  # jobs come style by style: each style is read once
+                loaded_paths, job_images = job_styles, [load_image(p) for p in job_styles]
             if is_video(content):
                 from ..video import stylize_video
 
