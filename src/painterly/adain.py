@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -173,6 +174,7 @@ class AdaINModel(nn.Module):
         self.decoder_label = decoder_label
         self._style_cache: OrderedDict[str, Stats] = OrderedDict()
         self._style_cache_size = style_cache_size
+        self._cache_lock = threading.Lock()
         self.eval()
 
     @classmethod
@@ -211,14 +213,16 @@ class AdaINModel(nn.Module):
     def style_statistics(self, style: torch.Tensor) -> Stats:
         """Channel mean and std of the style's features, cached by the style's pixels."""
         key = hashlib.sha1(style.detach().cpu().numpy().tobytes()).hexdigest() + str(tuple(style.shape))
-        if key in self._style_cache:
-            self._style_cache.move_to_end(key)
-            return self._style_cache[key]
+        with self._cache_lock:  # a shared model (the web studio's) serves several threads
+            if key in self._style_cache:
+                self._style_cache.move_to_end(key)
+                return self._style_cache[key]
         with torch.no_grad():
             stats = channel_mean_std(self.encode(pad_to_multiple(style.to(self.device))))
-        self._style_cache[key] = stats
-        if len(self._style_cache) > self._style_cache_size:
-            self._style_cache.popitem(last=False)
+        with self._cache_lock:
+            self._style_cache[key] = stats
+            if len(self._style_cache) > self._style_cache_size:
+                self._style_cache.popitem(last=False)
         return stats
 
     def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,8 @@ def export_onnx(model: AdaINModel, path: str | os.PathLike, *, opset: int = 18) 
     if path.suffix.lower() != ".onnx":
         raise SettingsError(f"{path}: an ONNX model's file name must end in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = copy.deepcopy(model).cpu().eval()  # the caller's model stays on its device
+    # A CPU copy of the network: the caller's model stays on its device.
+    model = AdaINModel(copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu())
     example = (torch.rand(1, 3, 64, 48), torch.rand(1, 3, 48, 64), torch.tensor(1.0))
     dims = {name: torch.export.Dim(name, min=16, max=16384) for name in ("height", "width", "style_height", "style_width")}
     shapes = {
