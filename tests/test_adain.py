@@ -215,3 +215,16 @@ def test_each_style_is_encoded_once(model, monkeypatch):
     for seed in range(3):
         stylize(make_scene(32, 32, seed=seed), style, style_size=None, model=model)
     assert encoded.count((1, 3, 16, 24)) == 1 and len(encoded) == 4
+
+
+def test_tile_by_tile_statistics_equal_one_pass(model):
+    from painterly.adain import _tiled_statistics, pad_to_multiple
+
+    content = np.asarray(make_scene(96, 80))
+    mask = np.zeros((80, 96), dtype=np.uint8)
+    mask[:, :40] = 255
+    with torch.no_grad():
+        features = model.encode(pad_to_multiple(image_to_tensor(Image.fromarray(content))))
+        whole = masked_mean_std(features, torch.from_numpy(mask[::8, ::8] / 255.0).float()[None, None])
+        (tiled,) = _tiled_statistics(model, content, [mask], [1.0], tile_size=64)  # 2 x 2 tiles
+    assert torch.allclose(tiled[0], whole[0], atol=1e-4) and torch.allclose(tiled[1], whole[1], atol=1e-4)

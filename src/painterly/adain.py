@@ -48,9 +48,11 @@ STYLE_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 DOWNSAMPLING = 8
 #: ``tile="auto"`` tiles images with more pixels than this.
 AUTO_TILE_PIXELS = 2_000_000
-#: Tiled, the whole image's statistics (features, colours) come from a copy with at most this
-#: many pixels: one encoder pass at this size is the largest allocation of a tiled run.
-STATISTICS_PIXELS = 1024 * 1024
+#: Tiled, the content's colour statistics (for ``preserve_color``) come from a copy this small.
+COLOUR_REFERENCE_PIXELS = 1024 * 1024
+#: Context around each tile when gathering the content's statistics: more than the receptive
+#: field radius of relu4_1 (about 30 px), so a tile core's features equal the whole image's.
+STATISTICS_MARGIN = 48
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_STYLE_SIZE = 512
@@ -321,27 +323,49 @@ def _array_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
-def _statistics_copy(image: Image.Image) -> Image.Image:
-    """``image``, or a copy downscaled to :data:`STATISTICS_PIXELS` pixels when it is larger:
-    where tiles get the whole image's statistics (features, colours) from."""
-    if image.width * image.height <= STATISTICS_PIXELS:
+def _colour_reference(image: Image.Image) -> Image.Image:
+    """``image``, or a copy downscaled to :data:`COLOUR_REFERENCE_PIXELS` when it is larger:
+    enough for a colour mean and covariance."""
+    if image.width * image.height <= COLOUR_REFERENCE_PIXELS:
         return image
-    scale = math.sqrt(STATISTICS_PIXELS / (image.width * image.height))
+    scale = math.sqrt(COLOUR_REFERENCE_PIXELS / (image.width * image.height))
     return image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))), Image.Resampling.BOX)
 
 
-def _content_statistics(model: AdaINModel, content: Image.Image, masks: list[Image.Image] | None,
-                        weights: list[float]) -> list[Stats]:
-    """Each style region's content statistics, from the whole image (downscaled past
-    :data:`STATISTICS_PIXELS`), so that all tiles share one set of statistics."""
-    content = _statistics_copy(content)
-    image = pad_to_multiple(image_to_tensor(content).to(model.device))
-    features = model.encode(image)
-    if masks is None:
-        return [channel_mean_std(features)] * len(weights)
-    mask_arrays = [_mask_array(m, content.size) for m in masks]
-    maps = _maps(mask_arrays, weights, (0, 0, *image.shape[-2:]), features.shape[-2:], model.device)
-    return [masked_mean_std(features, m) for m in maps]
+def _tiled_statistics(model: AdaINModel, padded: np.ndarray, mask_arrays: list[np.ndarray] | None,
+                      weights: list[float], tile_size: int) -> list[Stats]:
+    """Each style region's content statistics over the whole padded image at full size, one
+    tile at a time. Each tile is encoded with :data:`STATISTICS_MARGIN` pixels of context and
+    only its core's features are summed (sum m, sum m x, sum m x^2, in float64), so the result
+    equals one pass over the whole image."""
+    full_h, full_w = padded.shape[:2]
+    margin, core = STATISTICS_MARGIN, max(tile_size - 2 * STATISTICS_MARGIN, 64)
+    regions = len(weights) if mask_arrays else 1
+    sums: list[list[torch.Tensor | float]] = [[0.0, 0.0, 0.0] for _ in range(regions)]
+    for top in range(0, full_h, core):
+        for left in range(0, full_w, core):
+            bottom, right = min(top + core, full_h), min(left + core, full_w)
+            in_top, in_left = max(0, top - margin), max(0, left - margin)
+            tile = padded[in_top : min(full_h, bottom + margin), in_left : min(full_w, right + margin)]
+            features = model.encode(_array_to_tensor(tile, model.device))
+            features = features[..., (top - in_top) // DOWNSAMPLING : (bottom - in_top) // DOWNSAMPLING,
+                                (left - in_left) // DOWNSAMPLING : (right - in_left) // DOWNSAMPLING].double()
+            if mask_arrays:
+                box = (top, left, bottom - top, right - left)
+                maps = [m.double() for m in _maps(mask_arrays, weights, box, features.shape[-2:], model.device)]
+            else:
+                maps = [torch.ones_like(features[:, :1])]
+            for region, weight in zip(sums, maps):
+                region[0] += weight.sum()
+                region[1] += (weight * features).sum(dim=(2, 3), keepdim=True)
+                region[2] += (weight * features * features).sum(dim=(2, 3), keepdim=True)
+    stats = []
+    for total, first, second in sums:
+        total = max(float(total), 1e-12)
+        mean = first / total
+        var = (second / total - mean * mean).clamp_min(0)
+        stats.append((mean.float(), (var + 1e-5).sqrt().float()))
+    return stats if mask_arrays else stats * len(weights)
 
 
 def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -369,16 +393,18 @@ def _ramp(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
     return weights
 
 
-def _stylize_tiles(model: AdaINModel, content: Image.Image, content_stats: list[Stats], style_stats: list[Stats],
-                   masks: list[Image.Image] | None, weights: list[float], alpha: float, tile_size: int,
-                   overlap: int, callback: TileProgress | None) -> Image.Image:
-    """Stylise overlapping tiles of the padded content and blend them, one row of tiles at a
-    time: finished rows go straight to the uint8 output, so besides the input and output images
-    only one band of tile_size rows is held in float."""
+def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[Stats], masks: list[Image.Image] | None,
+                   weights: list[float], alpha: float, tile_size: int, overlap: int,
+                   callback: TileProgress | None) -> Image.Image:
+    """Gather the content's statistics (:func:`_tiled_statistics`), then stylise overlapping
+    tiles of the padded content and blend them, one row of tiles at a time: finished rows go
+    straight to the uint8 output, so besides the input and output images only one band of
+    tile_size rows is held in float."""
     width, height = content.size
     padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
                     mode="reflect")
     mask_arrays = [_mask_array(m, content.size) for m in masks] if masks else None
+    content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size)
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
     rows = _tile_starts(full_h, tile_h, tile_size - overlap)
@@ -443,8 +469,8 @@ def stylize(
     - ``tile``: True, False or ``"auto"`` (tiles past :data:`AUTO_TILE_PIXELS` pixels). Tiles of
       ``tile_size`` pixels overlap by ``tile_overlap`` and are blended with cosine ramps; style
       statistics come from the whole style image and content statistics from the whole content
-      (downscaled past :data:`STATISTICS_PIXELS`), so tiles differ from one pass only where the encoder's
-      and decoder's receptive fields cross a tile border. Peak memory, besides the network's
+      at full size (gathered tile by tile beforehand), so tiles differ from one pass only where
+      the decoder's and encoder's receptive fields cross a tile border. Peak memory, besides the network's
       weights: about 7 bytes per content pixel (uint8 input, padded copy and output) plus
       16 bytes x tile_size x width (the blending band) plus roughly 1.5 kB x tile_size^2 for
       the activations of one tile (measured: README, "AdaIN").
@@ -469,7 +495,7 @@ def stylize(
     with torch.no_grad():
         # Tiled, this is the downscaled copy (enough for colour statistics): the whole image is
         # never held in float.
-        content_tensor = image_to_tensor(_statistics_copy(content) if tiled else content).to(model.device)
+        content_tensor = image_to_tensor(_colour_reference(content) if tiled else content).to(model.device)
         style_stats = []
         for style_image in styles:
             style_tensor = image_to_tensor(style_image.convert("RGB")).to(model.device)
@@ -478,9 +504,8 @@ def stylize(
             style_stats.append(model.style_statistics(style_tensor))
         if tiled:
             del content_tensor
-            content_stats = _content_statistics(model, content, checked_masks, weights)
-            image = _stylize_tiles(model, content, content_stats, style_stats, checked_masks, weights, alpha,
-                                   tile_size, tile_overlap, callback)
+            image = _stylize_tiles(model, content, style_stats, checked_masks, weights, alpha, tile_size,
+                                   tile_overlap, callback)
         else:
             padded = pad_to_multiple(content_tensor)
             features = model.encode(padded)
