@@ -320,7 +320,7 @@ def _maps(masks: list[np.ndarray] | None, weights: list[float], box: tuple[int, 
 
 
 def _array_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(array).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    return torch.tensor(array, device=device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
 def _colour_reference(image: Image.Image) -> Image.Image:
