@@ -154,7 +154,7 @@ def test_tiled_equals_untiled_within_tolerance(model):
     # With content statistics from the whole image, tiles differ from one pass only where the
     # receptive fields (about 64 px for encoder plus decoder) see a tile border; the outer
     # quarter of a 96 px overlap is discarded, so the differences are a few grey levels at most.
-    content, style = make_scene(264, 120), make_stripes(48, 48)
+    content, style = make_scene(264, 104), make_stripes(48, 48)
     whole = stylize(content, style, style_size=None, model=model, tile=False)
     calls = []
     tiled = stylize(content, style, style_size=None, model=model, tile=True, tile_size=208, tile_overlap=96,
