@@ -332,14 +332,18 @@ def _colour_reference(image: Image.Image) -> Image.Image:
     return image.resize((max(16, round(image.width * scale)), max(16, round(image.height * scale))), Image.Resampling.BOX)
 
 
+def _statistics_core(tile_size: int) -> int:
+    return max(tile_size - 2 * STATISTICS_MARGIN, 64)
+
+
 def _tiled_statistics(model: AdaINModel, padded: np.ndarray, mask_arrays: list[np.ndarray] | None,
-                      weights: list[float], tile_size: int) -> list[Stats]:
+                      weights: list[float], tile_size: int, step: Callable[[], None] = lambda: None) -> list[Stats]:
     """Each style region's content statistics over the whole padded image at full size, one
     tile at a time. Each tile is encoded with :data:`STATISTICS_MARGIN` pixels of context and
     only its core's features are summed (sum m, sum m x, sum m x^2, in float64), so the result
-    equals one pass over the whole image."""
+    equals one pass over the whole image. ``step`` is called after every tile."""
     full_h, full_w = padded.shape[:2]
-    margin, core = STATISTICS_MARGIN, max(tile_size - 2 * STATISTICS_MARGIN, 64)
+    margin, core = STATISTICS_MARGIN, _statistics_core(tile_size)
     regions = len(weights) if mask_arrays else 1
     sums: list[list[torch.Tensor | float]] = [[0.0, 0.0, 0.0] for _ in range(regions)]
     for top in range(0, full_h, core):
@@ -359,6 +363,7 @@ def _tiled_statistics(model: AdaINModel, padded: np.ndarray, mask_arrays: list[n
                 region[0] += weight.sum()
                 region[1] += (weight * features).sum(dim=(2, 3), keepdim=True)
                 region[2] += (weight * features * features).sum(dim=(2, 3), keepdim=True)
+            step()
     stats = []
     for total, first, second in sums:
         total = max(float(total), 1e-12)
@@ -404,20 +409,30 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
     padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
                     mode="reflect")
     mask_arrays = [_mask_array(m, content.size) for m in masks] if masks else None
-    content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size)
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
     rows = _tile_starts(full_h, tile_h, tile_size - overlap)
     columns = _tile_starts(full_w, tile_w, tile_size - overlap)
+    core = _statistics_core(tile_size)
+    total = math.ceil(full_h / core) * math.ceil(full_w / core) + len(rows) * len(columns)
+    done_tiles = 0
+
+    def step() -> None:
+        nonlocal done_tiles
+        done_tiles += 1
+        if callback is not None:
+            callback(done_tiles, total)
+
+    content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
     output = np.empty((height, width, 3), dtype=np.uint8)
     carry: torch.Tensor | None = None
     device = model.device
-    for row_index, top in enumerate(rows):
+    for index, top in enumerate(rows):
         band = torch.zeros(4, tile_h, full_w, device=device)  # weighted RGB, then the weights
         if carry is not None:
             band[:, : carry.shape[1]] = carry
         row_ramp = _ramp(top, tile_h, full_h, overlap).to(device)
-        for column_index, left in enumerate(columns):
+        for left in columns:
             tile = _array_to_tensor(padded[top : top + tile_h, left : left + tile_w], device)
             features = model.encode(tile)
             maps = _maps(mask_arrays, weights, (top, left, tile_h, tile_w), features.shape[-2:], device)
@@ -425,9 +440,8 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
             weight = row_ramp[:, None] * _ramp(left, tile_w, full_w, overlap).to(device)[None, :]
             band[:3, :, left : left + tile_w] += image[0] * weight
             band[3, :, left : left + tile_w] += weight
-            if callback is not None:
-                callback(row_index * len(columns) + column_index + 1, len(rows) * len(columns))
-        done = (rows[row_index + 1] if row_index + 1 < len(rows) else full_h) - top
+            step()
+        done = (rows[index + 1] if index + 1 < len(rows) else full_h) - top
         finished = (band[:3, :done] / band[3:, :done]).clamp(0, 1).mul(255).round().byte()
         keep = max(0, min(done, height - top))
         output[top : top + keep] = finished[:, :keep, :width].permute(1, 2, 0).cpu().numpy()
@@ -474,7 +488,8 @@ def stylize(
       weights: about 7 bytes per content pixel (uint8 input, padded copy and output) plus
       16 bytes x tile_size x width (the blending band) plus roughly 1.5 kB x tile_size^2 for
       the activations of one tile (measured: README, "AdaIN").
-    - ``callback(done, total)`` is called after every tile (once without tiles).
+    - ``callback(done, total)`` is called after every tile, statistics tiles included (once
+      without tiles).
 
     Any size works: the content is reflect-padded to a multiple of 8 and the output cropped
     back, so it has the content's (resized) size exactly.

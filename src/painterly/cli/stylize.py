@@ -104,6 +104,27 @@ def plan(contents: list[Path], style_groups: list[list[Path]], output: Path) -> 
     return jobs
 
 
+class TileBar:
+    """A bar over the tiles of one huge image; drawn only when there is more than one tile."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and total > 1 and not self.quiet:
+            self.bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, file=sys.stderr)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def __enter__(self) -> "TileBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
@@ -148,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
                     stylize_video(content, output, lambda frame: stylize(frame, job_images, **settings).image,
                                   progress=lambda done: frames.update(1))
             else:
-                result = stylize(load_image(content), job_images, **settings)
+                with TileBar(quiet=args.quiet) as tiles:
+                    result = stylize(load_image(content), job_images, callback=tiles, **settings)
                 names = [p.name for p in job_styles]
                 metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names}
                 if args.mask:
