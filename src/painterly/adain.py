@@ -484,10 +484,10 @@ def stylize(
       ``tile_size`` pixels overlap by ``tile_overlap`` and are blended with cosine ramps; style
       statistics come from the whole style image and content statistics from the whole content
       at full size (gathered tile by tile beforehand), so tiles differ from one pass only where
-      the decoder's and encoder's receptive fields cross a tile border. Peak memory, besides the network's
-      weights: about 7 bytes per content pixel (uint8 input, padded copy and output) plus
-      16 bytes x tile_size x width (the blending band) plus roughly 1.5 kB x tile_size^2 for
-      the activations of one tile (measured: README, "AdaIN").
+      the decoder's and encoder's receptive fields cross a tile border. Peak memory, besides
+      torch and the weights: about 15 bytes per content pixel (uint8 input, padded copy and
+      output) plus about 1 kB x tile_size^2 for the activations of one tile (measured: README,
+      "AdaIN"); one pass needs about 900 bytes per pixel.
     - ``callback(done, total)`` is called after every tile, statistics tiles included (once
       without tiles).
 
