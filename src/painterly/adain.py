@@ -486,7 +486,7 @@ def stylize(
       at full size (gathered tile by tile beforehand), so tiles differ from one pass only where
       the decoder's and encoder's receptive fields cross a tile border. Peak memory, besides
       torch and the weights: about 15 bytes per content pixel (uint8 input, padded copy and
-      output) plus about 1 kB x tile_size^2 for the activations of one tile (measured: README,
+      output) plus about 1.1 kB x tile_size^2 for the activations of one tile (measured: README,
       "AdaIN"); one pass needs about 900 bytes per pixel.
     - ``callback(done, total)`` is called after every tile, statistics tiles included (once
       without tiles).
