@@ -110,7 +110,13 @@ def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--mask", b, *offline_weights),
                     "mask 1 is 24x24 but the content image is 40x32")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out), "PAINTERLY_OFFLINE", "--encoder random --decoder PATH")
-    assert not Path(out).exists()
+    one_clear_error(painterly("stylize", photo, "--style", a, b, "-o", out, *offline_weights),
+                    "names one file but there are 2 outputs")
+    (tmp_path / "other").mkdir()
+    make_scene(40, 32).save(tmp_path / "other" / "photo.jpg")
+    one_clear_error(painterly("stylize", photo, str(tmp_path / "other"), "--style", a, "-o", str(tmp_path / "results"),
+                              *offline_weights), "several inputs would be written to photo_a.png")
+    assert not Path(out).exists() and not (tmp_path / "results").exists()
 
 
 def test_video_frame_by_frame_keeps_the_frame_rate(tmp_path, offline_weights, painterly):
