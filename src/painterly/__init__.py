@@ -1,5 +1,6 @@
 """painterly: neural style transfer by optimisation (Gatys et al.) and AdaIN (Huang and Belongie)."""
 
+from .adain import AdaINModel, StylizeResult, stylize
 from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, optimize
 from .images import load_image, read_metadata, resize_longer_side, save_image
@@ -7,6 +8,7 @@ from .images import load_image, read_metadata, resize_longer_side, save_image
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaINModel",
     "Cancelled",
     "GatysSettings",
     "ImageError",
@@ -14,6 +16,7 @@ __all__ = [
     "PRESETS",
     "PainterlyError",
     "SettingsError",
+    "StylizeResult",
     "WeightsError",
     "get_preset",
     "load_image",
@@ -21,4 +24,5 @@ __all__ = [
     "read_metadata",
     "resize_longer_side",
     "save_image",
+    "stylize",
 ]

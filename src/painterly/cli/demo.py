@@ -6,15 +6,18 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
+from ..adain import stylize
 from ..gatys import optimize
 from ..images import load_image, save_image
-from ..weights import choose_weights
+from ..weights import choose_weights, is_cached
 from .common import OptimizationProgress, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
 
 EXAMPLES = """\
   painterly demo                      # writes painterly-demo/shipwreck_starry_night.png
   painterly demo -o /tmp/demo --size 256 --iterations 200
-  PAINTERLY_OFFLINE=1 painterly demo  # never download; seeded random weights"""
+  PAINTERLY_OFFLINE=1 painterly demo  # never download; seeded random weights
+When the AdaIN weights are cached (after any 'painterly stylize' run with the default weights),
+the demo also writes shipwreck_starry_night_adain.png, made in one pass."""
 
 CONTENT, STYLE = "shipwreck.jpg", "starry_night.jpg"
 
@@ -53,4 +56,9 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
     save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
     info(f"wrote {output}")
+    if is_cached("adain"):
+        fast = stylize(content, style, content_size=args.size, style_size=args.size, device=args.device, seed=args.seed)
+        adain_output = output.with_name(f"{output.stem}_adain.png")
+        save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
+        info(f"wrote {adain_output} (AdaIN, one pass)")
     return 0

@@ -1,0 +1,230 @@
+"""AdaIN: the op, the model, weights in the released layouts, controls and tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from painterly.adain import (
+    AdaINModel,
+    adain,
+    blend_styles,
+    build_decoder,
+    masked_mean_std,
+    stylize,
+)
+from painterly.color import match_color
+from painterly.errors import SettingsError, WeightsError
+from painterly.images import image_to_tensor, tensor_to_image
+from painterly.weights import cache_dir, layout_keys
+
+from conftest import make_scene, make_stripes
+
+
+def decoder_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random decoder in the released layout, scaled so its output sits inside [0, 1] with
+    visible contrast (PyTorch's default init decodes to an all-black image after clamping)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in layout_keys("decoder").items():
+        if key.endswith("weight"):
+            state[key] = torch.randn(shape, generator=generator) * (2.0 / (shape[1] * 9)) ** 0.5
+        else:
+            state[key] = torch.zeros(shape)
+    state["28.weight"] *= 0.15
+    state["28.bias"] += 0.5
+    return state
+
+
+def write_decoder(path: Path, seed: int = 0) -> Path:
+    torch.save(decoder_state_dict(seed), path)
+    return path
+
+
+def write_released_adain_files(seed: int = 0) -> None:
+    """vgg_normalised.pth and decoder.pth, with the released keys and shapes, into the cache."""
+    generator = torch.Generator().manual_seed(seed)
+    encoder = {key: torch.randn(shape, generator=generator) * 0.05 for key, shape in layout_keys("normalised").items()}
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    torch.save(encoder, cache_dir() / "vgg_normalised.pth")
+    write_decoder(cache_dir() / "decoder.pth", seed)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> AdaINModel:
+    path = write_decoder(tmp_path_factory.mktemp("decoder") / "decoder.pth")
+    return AdaINModel.load(encoder="random", decoder=path)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float64) / 255.0
+
+
+def test_adain_matches_a_hand_computation():
+    content = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]], [[0.0, 0.0], [0.0, 4.0]]]])
+    style = torch.tensor([[[[10.0, 14.0, 12.0, 12.0]], [[-1.0, 1.0, -1.0, 1.0]]]])
+    expected = torch.empty_like(content)
+    for channel in range(2):
+        x, y = content[0, channel].flatten().tolist(), style[0, channel].flatten().tolist()
+        mean_x, mean_y = sum(x) / 4, sum(y) / 4
+        std_x = (sum((v - mean_x) ** 2 for v in x) / 4 + 1e-5) ** 0.5
+        std_y = (sum((v - mean_y) ** 2 for v in y) / 4 + 1e-5) ** 0.5
+        expected[0, channel] = torch.tensor([std_y * (v - mean_x) / std_x + mean_y for v in x]).view(2, 2)
+    assert torch.allclose(adain(content, style), expected, atol=1e-6)
+    with pytest.raises(ValueError):
+        adain(content, style[:, :1])
+
+
+def test_masked_statistics_are_those_of_the_region():
+    features = torch.randn(1, 4, 6, 8)
+    mask = torch.zeros(1, 1, 6, 8)
+    mask[..., :, :3] = 1.0
+    mean, std = masked_mean_std(features, mask)
+    region = features[..., :, :3]
+    assert torch.allclose(mean, region.mean(dim=(2, 3), keepdim=True), atol=1e-6)
+    assert torch.allclose(std, (region.var(dim=(2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt(), atol=1e-6)
+
+
+def test_blend_with_one_full_weight_is_adain_and_alpha_mixes_linearly():
+    content, style = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 5, 5)
+    content_stats = [(content.mean((2, 3), keepdim=True), (content.var((2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt())]
+    style_stats = [(style.mean((2, 3), keepdim=True), (style.var((2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt())]
+    full = blend_styles(content, content_stats, style_stats, [torch.tensor(1.0)])
+    assert torch.allclose(full, adain(content, style), atol=1e-5)
+    half = blend_styles(content, content_stats, style_stats, [torch.tensor(1.0)], alpha=0.25)
+    assert torch.allclose(half, 0.25 * full + 0.75 * content, atol=1e-5)
+
+
+def test_decoder_has_the_released_layout():
+    shapes = {key: tuple(value.shape) for key, value in build_decoder().state_dict().items()}
+    assert shapes == layout_keys("decoder")
+
+
+def test_alpha_zero_decodes_the_content_features_unchanged(model):
+    content = make_scene(40, 32)
+    result = stylize(content, make_stripes(32, 32), alpha=0.0, style_size=None, model=model)
+    with torch.no_grad():
+        expected = tensor_to_image(model.decode(model.encode(image_to_tensor(content))))
+    assert np.abs(pixels(result.image) - pixels(expected)).max() <= 1 / 255
+    styled = stylize(content, make_stripes(32, 32), alpha=1.0, style_size=None, model=model)
+    assert np.abs(pixels(styled.image) - pixels(expected)).mean() > 0.01
+
+
+def test_released_layouts_load_offline_and_forward_deterministically():
+    write_released_adain_files()
+    content, style = make_scene(48, 40), make_stripes(40, 40)
+    first = stylize(content, style, style_size=None, device="cpu")
+    fresh = AdaINModel.load(encoder="adain", decoder="adain")
+    second = stylize(content, style, style_size=None, model=fresh)
+    assert first.image.tobytes() == second.image.tobytes()
+    assert first.metadata()["encoder"] == "adain" and first.metadata()["decoder"] == "adain"
+    assert np.asarray(first.image).std() > 1  # not a flat image
+
+
+def test_decoder_files_that_do_not_fit_are_refused(tmp_path):
+    state = decoder_state_dict()
+    state["14.weight"] = torch.zeros(128, 128, 3, 3)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=r"14\.weight.*shape"):
+        AdaINModel.load(encoder="random", decoder=tmp_path / "bad.pth")
+    with pytest.raises(SettingsError, match="normalised VGG-19"):
+        write_released_adain_files()
+        AdaINModel.load(encoder="random", decoder="adain")
+
+
+def test_missing_released_weights_say_how_to_get_them():
+    with pytest.raises(WeightsError, match=r"vgg_normalised\.pth.*--encoder random --decoder PATH"):
+        AdaINModel.load()
+
+
+@pytest.mark.parametrize("tile", [False, True])
+def test_odd_sizes_come_back_at_their_own_size(model, tile):
+    result = stylize(make_scene(53, 37), make_stripes(24, 24), style_size=None, model=model, tile=tile, tile_size=64,
+                     tile_overlap=8)
+    assert result.image.size == (53, 37)
+    resized = stylize(make_scene(53, 37), make_stripes(24, 24), content_size=45, style_size=None, model=model)
+    assert resized.image.size == (45, 31)
+
+
+def test_tiled_equals_untiled_within_tolerance(model):
+    # With content statistics from the whole image, tiles differ from one pass only where the
+    # receptive fields (about 64 px for encoder plus decoder) see a tile border; the outer
+    # quarter of a 96 px overlap is discarded, so the differences are a few grey levels at most.
+    content, style = make_scene(264, 120), make_stripes(48, 48)
+    whole = stylize(content, style, style_size=None, model=model, tile=False)
+    calls = []
+    tiled = stylize(content, style, style_size=None, model=model, tile=True, tile_size=208, tile_overlap=96,
+                    callback=lambda done, total: calls.append((done, total)))
+    assert tiled.metadata()["tile"] and not whole.metadata()["tile"]
+    assert calls[-1] == (2, 2)
+    difference = np.abs(pixels(whole.image) - pixels(tiled.image))
+    assert difference.max() <= 8 / 255 and difference.mean() <= 0.5 / 255
+
+
+def test_style_weights_are_normalised_and_checked(model):
+    content, styles = make_scene(32, 32), [make_stripes(32, 32), make_scene(32, 32, seed=5)]
+    kwargs = dict(style_size=None, model=model)
+    assert stylize(content, styles, style_weights=[2, 2], **kwargs).image.tobytes() == \
+        stylize(content, styles, style_weights=[0.5, 0.5], **kwargs).image.tobytes()
+    only_first = stylize(content, styles, style_weights=[1, 0], **kwargs)
+    assert only_first.image.tobytes() == stylize(content, styles[0], **kwargs).image.tobytes()
+    assert only_first.metadata()["style_weights"] == [1.0, 0.0]
+    for bad in ([1.0], [1, -1], [0, 0]):
+        with pytest.raises(SettingsError, match="style weights"):
+            stylize(content, styles, style_weights=bad, **kwargs)
+    for alpha in (-0.1, 1.5, float("nan")):
+        with pytest.raises(SettingsError, match="alpha"):
+            stylize(content, styles, alpha=alpha, **kwargs)
+
+
+def test_masks_choose_where_each_style_goes(model):
+    content, styles = make_scene(40, 32), [make_stripes(32, 32), make_scene(32, 32, seed=5)]
+    kwargs = dict(style_size=None, model=model)
+    white, black = Image.new("L", content.size, 255), Image.new("L", content.size, 0)
+    all_first = stylize(content, styles, masks=[white, black], **kwargs)
+    assert all_first.image.tobytes() == stylize(content, styles[0], **kwargs).image.tobytes()
+    nothing = stylize(content, styles[0], masks=[black], **kwargs)
+    assert nothing.image.tobytes() == stylize(content, styles[0], alpha=0.0, **kwargs).image.tobytes()
+    with pytest.raises(SettingsError, match="mask 1 is 20x16 but the content image is 40x32"):
+        stylize(content, styles, masks=[white.resize((20, 16)), black], **kwargs)
+    with pytest.raises(SettingsError, match="one mask per style"):
+        stylize(content, styles, masks=[white], **kwargs)
+
+
+def test_preserve_color_gives_the_style_the_contents_colours_first(model):
+    content, style = make_scene(40, 32), make_stripes(32, 32)
+    kwargs = dict(style_size=None, model=model)
+    kept = stylize(content, style, preserve_color=True, **kwargs)
+    matched_style = tensor_to_image(match_color(image_to_tensor(style), image_to_tensor(content)))
+    by_hand = stylize(content, matched_style, **kwargs)
+    plain = stylize(content, style, **kwargs)
+    assert np.abs(pixels(kept.image) - pixels(by_hand.image)).mean() < 1 / 255
+    assert np.abs(pixels(kept.image) - pixels(plain.image)).mean() > 2 / 255
+    assert kept.metadata()["preserve_color"] is True
+
+
+def test_each_style_is_encoded_once(model, monkeypatch):
+    encoded = []
+    original = model.encode
+    monkeypatch.setattr(model, "encode", lambda image: encoded.append(tuple(image.shape)) or original(image))
+    style = make_scene(24, 16, seed=11)  # a style no other test has put in the model's cache
+    for seed in range(3):
+        stylize(make_scene(32, 32, seed=seed), style, style_size=None, model=model)
+    assert encoded.count((1, 3, 16, 24)) == 1 and len(encoded) == 4
+
+
+def test_tile_by_tile_statistics_equal_one_pass(model):
+    from painterly.adain import _tiled_statistics, pad_to_multiple
+
+    content = np.asarray(make_scene(96, 80))
+    mask = np.zeros((80, 96), dtype=np.uint8)
+    mask[:, :40] = 255
+    with torch.no_grad():
+        features = model.encode(pad_to_multiple(image_to_tensor(Image.fromarray(content))))
+        whole = masked_mean_std(features, torch.from_numpy(mask[::8, ::8] / 255.0).float()[None, None])
+        (tiled,) = _tiled_statistics(model, content, [mask], [1.0], tile_size=64)  # 2 x 2 tiles
+    assert torch.allclose(tiled[0], whole[0], atol=1e-4) and torch.allclose(tiled[1], whole[1], atol=1e-4)

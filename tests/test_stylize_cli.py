@@ -1,0 +1,132 @@
+"""``painterly stylize`` as a user runs it: batches, skipping, files, errors, video.
+
+One test runs the command as a subprocess; the others call the same ``main`` in-process, which
+saves a torch import per run (seconds each on a busy machine).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from painterly.cli import main
+from painterly.images import read_metadata
+
+from conftest import make_scene, make_stripes, run_cli
+from test_adain import write_decoder
+
+
+@pytest.fixture
+def painterly(capsys):
+    """Run the CLI in-process; returns (exit code, stderr) like a finished process."""
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        code = main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
+def one_clear_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def offline_weights(tmp_path) -> list[str]:
+    """Flags for a decoder file in the released layout with seeded random encoder weights."""
+    return ["--encoder", "random", "--decoder", str(write_decoder(tmp_path / "my_decoder.pth")), "--quiet"]
+
+
+def test_help_lists_every_flag_with_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    result = capsys.readouterr()
+    for flag in ("--style", "--alpha", "--style-weights", "--preserve-color", "--mask", "--decoder", "--encoder",
+                 "--content-size", "--style-size", "--tile", "--no-tile", "--device", "--seed", "--overwrite",
+                 "--quiet", "examples:"):
+        assert flag in result.out
+
+
+def test_decoder_file_in_the_released_layout_stylises_an_odd_sized_image(tmp_path, offline_weights):
+    make_scene(53, 37).save(tmp_path / "photo.png")
+    make_stripes(32, 32).save(tmp_path / "paint.png")
+    out = tmp_path / "out.png"
+    result = run_cli("stylize", str(tmp_path / "photo.png"), "--style", str(tmp_path / "paint.png"), "-o", str(out),
+                     "--alpha", "0.8", "--style-size", "32", *offline_weights)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.size == (53, 37) and np.asarray(image).std() > 1
+    metadata = read_metadata(out)
+    assert metadata["alpha"] == 0.8 and metadata["encoder"] == "random(seed=0)"
+    assert metadata["decoder"].endswith("my_decoder.pth") and metadata["style"] == "paint.png"
+
+
+def test_batch_writes_every_pair_then_skips_or_overwrites(tmp_path, offline_weights, painterly):
+    photos, styles = tmp_path / "photos", tmp_path / "styles"
+    photos.mkdir(), styles.mkdir()
+    make_scene(40, 32).save(photos / "hill.png")
+    make_scene(32, 40, seed=3).save(photos / "sun.jpg")
+    make_stripes(32, 32).save(styles / "stripes.png")
+    make_scene(32, 32, seed=7).save(styles / "noise.png")
+    out = tmp_path / "results"
+    args = ("stylize", str(photos), "--style", str(styles / "*.png"), "-o", str(out), "--style-size", "32", *offline_weights)
+    result = painterly(*args)
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["hill_noise.png", "hill_stripes.png", "sun_noise.png", "sun_stripes.png"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "sun_noise.png").unlink()
+    again = painterly(*args)
+    assert again.returncode == 0 and "skipped 3" in again.stderr
+    assert all((out / name).stat().st_mtime_ns == stamps[name] for name in stamps if name != "sun_noise.png")
+    assert (out / "sun_noise.png").is_file()
+    redo = painterly(*args, "--overwrite")
+    assert redo.returncode == 0 and "skipped" not in redo.stderr
+    assert all((out / name).stat().st_mtime_ns != stamps[name] for name in stamps if name != "sun_noise.png")
+
+
+def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
+    make_scene(40, 32).save(tmp_path / "photo.png")
+    make_stripes(32, 32).save(tmp_path / "a.png")
+    make_stripes(24, 24).save(tmp_path / "b.png")
+    (tmp_path / "empty").mkdir()
+    photo, a, b = (str(tmp_path / name) for name in ("photo.png", "a.png", "b.png"))
+    out = str(tmp_path / "out.png")
+    one_clear_error(painterly("stylize", photo, "--style", a, b, "-o", out, "--style-weights", "1", *offline_weights),
+                    "1 style weights given for 2 style images")
+    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--alpha", "1.5", *offline_weights),
+                    "alpha must be between 0 and 1")
+    one_clear_error(painterly("stylize", photo, "--style", str(tmp_path / "empty"), "-o", out, *offline_weights),
+                    "style folder", "has no images")
+    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--mask", b, *offline_weights),
+                    "mask 1 is 24x24 but the content image is 40x32")
+    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out), "PAINTERLY_OFFLINE", "--encoder random --decoder PATH")
+    assert not Path(out).exists()
+
+
+def test_video_frame_by_frame_keeps_the_frame_rate(tmp_path, offline_weights, painterly):
+    imageio = pytest.importorskip("imageio.v2", reason="the video extra (imageio[ffmpeg]) is not installed")
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra (imageio[ffmpeg]) is not installed")
+    clip = tmp_path / "clip.mp4"
+    with imageio.get_writer(clip, fps=12, codec="libx264", macro_block_size=1) as writer:
+        for frame in range(8):
+            writer.append_data(np.asarray(make_scene(32, 32, seed=frame)))
+    make_stripes(32, 32).save(tmp_path / "paint.png")
+    out = tmp_path / "styled.mp4"
+    result = painterly("stylize", str(clip), "--style", str(tmp_path / "paint.png"), "-o", str(out), "--style-size", "32",
+                     *offline_weights)
+    assert result.returncode == 0, result.stderr
+    with imageio.get_reader(out) as reader:
+        assert reader.get_meta_data()["fps"] == 12
+        frames = [frame for frame in reader]
+    assert len(frames) == 8 and frames[0].shape == (32, 32, 3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mp4") == ["clip.mp4", "styled.mp4"]
