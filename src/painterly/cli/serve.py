@@ -60,5 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if not loopback:
         info(f"warning: listening on {args.host}: anyone who can reach this machine can use the studio (no authentication)")
     info(f"web studio at {server.url} (Ctrl+C to stop)")
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl+C, then raises it again
+        pass
+    info("stopped")
     return 0

@@ -147,6 +147,11 @@ class JobQueue:
             thread.start()
 
     @property
+    def folder(self) -> Path:
+        """Where results are kept until evicted; removed by :meth:`close`."""
+        return Path(self._folder.name)
+
+    @property
     def capacity(self) -> int:
         return self.workers + self.queue_size
 
@@ -236,7 +241,7 @@ class JobQueue:
         """Run one job: ``(status, error message, result file)``."""
         try:
             image, metadata = self._adain(job) if job.request.method == "adain" else self._optimize(job)
-            path = Path(self._folder.name) / f"{job.id}.png"
+            path = self.folder / f"{job.id}.png"
             save_image(image, path, metadata=metadata)
             return "done", None, path
         except Cancelled:
