@@ -3,18 +3,57 @@
 An encoder f (the normalised VGG-19 up to relu4_1) encodes content c and style s; the AdaIN
 layer gives f(c) the channel-wise mean and std of f(s); a decoder g maps the result back to an
 image. With the trade-off alpha: T = g(alpha AdaIN(f(c), f(s)) + (1 - alpha) f(c)).
+
+Several styles and spatial control share one formula. Each style k has a map m_k over the
+feature positions: a constant weight w_k (weights normalised to sum 1), or a user's mask (soft
+values in [0, 1]; where masks overlap by more than 1 they are scaled to sum 1). Then
+
+    t = sum_k m_k [sigma(s_k) (x - mu_k(x)) / sigma_k(x) + mu(s_k)] + (1 - sum_k m_k) x
+
+where mu_k(x), sigma_k(x) are the content's statistics inside region k (weighted by m_k; for a
+constant map, the whole image), and finally t <- alpha t + (1 - alpha) x.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from .color import match_color
+from .device import resolve_device
+from .encoder import VGG19Encoder, load_encoder
+from .errors import SettingsError, WeightsError
+from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std
+from .weights import Progress, check_layout, is_registry_name, load_weights
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
 ADAIN_LAYER = "relu4_1"
 STYLE_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+#: relu4_1 sits after three poolings: inputs are padded to a multiple of this.
+DOWNSAMPLING = 8
+#: ``tile="auto"`` tiles images with more pixels than this; past it, content statistics come
+#: from a copy downscaled to this many pixels.
+AUTO_TILE_PIXELS = 2_000_000
+DEFAULT_TILE_SIZE = 512
+DEFAULT_TILE_OVERLAP = 128
+DEFAULT_STYLE_SIZE = 512
+
+Stats = tuple[torch.Tensor, torch.Tensor]
+TileProgress = Callable[[int, int], None]
+"""Tile progress: called with (tiles done, tiles in all)."""
 
 
 def adain(content_features: torch.Tensor, style_features: torch.Tensor, *, eps: float = 1e-5) -> torch.Tensor:
@@ -33,6 +72,40 @@ def adain(content_features: torch.Tensor, style_features: torch.Tensor, *, eps: 
     content_mean, content_std = channel_mean_std(content_features, eps=eps)
     style_mean, style_std = channel_mean_std(style_features, eps=eps)
     return style_std * (content_features - content_mean) / content_std + style_mean
+
+
+def masked_mean_std(features: torch.Tensor, mask: torch.Tensor, *, eps: float = 1e-5) -> Stats:
+    """Channel mean and std of ``features`` (N, C, H, W) weighted by ``mask`` (N or 1, 1, H, W).
+
+    mu = sum(m x) / sum(m), sigma = sqrt(sum(m (x - mu)^2) / sum(m) + eps); a mask of ones gives
+    :func:`painterly.losses.channel_mean_std`. An empty mask gives the statistics of nothing:
+    mean 0, std sqrt(eps) (harmless, since its region then receives no weight).
+    """
+    if features.dim() != 4 or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != features.shape[2:]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not fit features {tuple(features.shape)}")
+    total = mask.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    mean = (features * mask).sum(dim=(2, 3), keepdim=True) / total
+    var = ((features - mean) ** 2 * mask).sum(dim=(2, 3), keepdim=True) / total
+    return mean, (var + eps).sqrt()
+
+
+def blend_styles(
+    features: torch.Tensor,
+    content_stats: Sequence[Stats],
+    style_stats: Sequence[Stats],
+    maps: Sequence[torch.Tensor],
+    *,
+    alpha: float = 1.0,
+) -> torch.Tensor:
+    """The module docstring's t: each style's AdaIN with its own content statistics, mixed by
+    ``maps`` (each (1, 1, H, W) or broadcastable), then the alpha trade-off with ``features``."""
+    if not len(content_stats) == len(style_stats) == len(maps):
+        raise ValueError("one content statistic, style statistic and map per style needed")
+    coverage = sum(maps)
+    result = (1 - coverage) * features
+    for (c_mean, c_std), (s_mean, s_std), weight in zip(content_stats, style_stats, maps):
+        result = result + weight * (s_std * (features - c_mean) / c_std + s_mean)
+    return alpha * result + (1 - alpha) * features
 
 
 def build_decoder() -> nn.Sequential:
@@ -56,3 +129,380 @@ def build_decoder() -> nn.Sequential:
         *conv(128, 128), *conv(128, 64), *up(),
         *conv(64, 64), *conv(64, 3, relu=False),
     )  # fmt: skip
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int = DOWNSAMPLING) -> torch.Tensor:
+    """Reflect-pad (N, C, H, W) at the bottom and right so H and W are multiples of ``multiple``."""
+    height, width = image.shape[-2:]
+    return F.pad(image, (0, (-width) % multiple, 0, (-height) % multiple), mode="reflect")
+
+
+def _with_offline_hint(spec: str | os.PathLike, load: Callable[[], Any]) -> Any:
+    """Run ``load``; a registry name that cannot be fetched also says how to work offline."""
+    try:
+        return load()
+    except WeightsError as error:
+        if is_registry_name(spec) and spec != "random":
+            raise WeightsError(
+                f"{error} (offline, a decoder trained with random encoder weights works: "
+                "--encoder random --decoder PATH)"
+            ) from None
+        raise
+
+
+class AdaINModel(nn.Module):
+    """Encoder (to relu4_1) and decoder, with a cache of style statistics.
+
+    ``forward(content, style, alpha)`` is the whole network on image tensors in [0, 1] of any
+    size (padded to a multiple of 8, cropped back); :func:`stylize` adds several styles, masks,
+    colour preservation and tiles on top of :meth:`encode`, :meth:`style_statistics` and
+    :meth:`decode`.
+    """
+
+    def __init__(self, encoder: VGG19Encoder, decoder: nn.Sequential, *,
+                 encoder_label: str = "custom", decoder_label: str = "custom", style_cache_size: int = 16) -> None:
+        super().__init__()
+        if encoder.last_layer != ADAIN_LAYER:
+            raise ValueError(f"the AdaIN encoder must stop at {ADAIN_LAYER}, not {encoder.last_layer}")
+        self.encoder = encoder
+        self.decoder = decoder.requires_grad_(False).eval()
+        self.encoder_label = encoder_label
+        self.decoder_label = decoder_label
+        self._style_cache: OrderedDict[str, Stats] = OrderedDict()
+        self._style_cache_size = style_cache_size
+        self.eval()
+
+    @classmethod
+    def load(cls, *, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
+             device: str | torch.device = "cpu", progress: Progress | None = None) -> "AdaINModel":
+        """Build from weight names or files: ``encoder`` is ``adain``, ``vgg19-normalised``,
+        ``random`` (seeded) or a VGG-19 file; ``decoder`` is ``adain`` or a decoder file in the
+        released layout. A decoder only works with the encoder it was trained with."""
+        vgg, encoder_label = _with_offline_hint(
+            encoder, lambda: load_encoder(encoder, last_layer=ADAIN_LAYER, seed=seed, device=device, progress=progress)
+        )
+        state, _, decoder_label = _with_offline_hint(
+            decoder, lambda: load_weights(decoder, role="decoder", progress=progress)
+        )
+        if decoder == "adain" and vgg.flavour != "normalised":
+            raise SettingsError(
+                f"the released AdaIN decoder was trained with the normalised VGG-19, not {encoder_label}: "
+                "use --encoder adain, or a decoder trained with your encoder"
+            )
+        net = build_decoder()
+        check_layout(state, "decoder", name=decoder_label)
+        net.load_state_dict({key: state[key] for key in net.state_dict()})
+        return cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """relu4_1 features of an image whose sides are multiples of 8."""
+        return self.encoder(image)[ADAIN_LAYER]
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(features)
+
+    def style_statistics(self, style: torch.Tensor) -> Stats:
+        """Channel mean and std of the style's features, cached by the style's pixels."""
+        key = hashlib.sha1(style.detach().cpu().numpy().tobytes()).hexdigest() + str(tuple(style.shape))
+        if key in self._style_cache:
+            self._style_cache.move_to_end(key)
+            return self._style_cache[key]
+        with torch.no_grad():
+            stats = channel_mean_std(self.encode(pad_to_multiple(style.to(self.device))))
+        self._style_cache[key] = stats
+        if len(self._style_cache) > self._style_cache_size:
+            self._style_cache.popitem(last=False)
+        return stats
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """g(alpha AdaIN(f(c), f(s)) + (1 - alpha) f(c)), cropped to the content's size (the
+        network :mod:`painterly.export` writes; not clamped)."""
+        height, width = content.shape[-2:]
+        features = self.encode(pad_to_multiple(content))
+        style_features = self.encode(pad_to_multiple(style))
+        mixed = alpha * adain(features, style_features) + (1 - alpha) * features
+        return self.decode(mixed)[..., :height, :width]
+
+
+@lru_cache(maxsize=2)
+def _cached_model(encoder: str, decoder: str, seed: int, device: str, stamps: tuple) -> AdaINModel:
+    return AdaINModel.load(encoder=encoder, decoder=decoder, seed=seed, device=device)
+
+
+def load_model(*, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
+               device: str | torch.device = "auto") -> AdaINModel:
+    """:meth:`AdaINModel.load`, remembering the last two models (a weight file that changes on
+    disk is read again)."""
+    stamps = tuple(os.stat(p).st_mtime_ns if Path(p).is_file() else None for p in (encoder, decoder))
+    return _cached_model(str(encoder), str(decoder), seed, str(resolve_device(device)), stamps)
+
+
+@dataclass
+class StylizeResult:
+    """What :func:`stylize` returns: the image and how it was made."""
+
+    image: Image.Image
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def metadata(self) -> dict[str, Any]:
+        """Settings, seed and weights under the flags' names, for the PNG's text chunks."""
+        return {"painterly.method": "stylize", **self.settings, "seed": self.seed}
+
+
+def normalized_style_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """Weights for ``count`` styles, normalised to sum 1 (equal when None); a count that does
+    not match, a negative weight or an all-zero set is refused."""
+    if weights is None:
+        return [1.0 / count] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise SettingsError(f"{len(weights)} style weights given for {count} style image(s): give one per style")
+    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise SettingsError("style weights must be non-negative numbers with a positive sum")
+    return [w / sum(weights) for w in weights]
+
+
+def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Sequence[float] | None = None,
+                   masks: Sequence[Any] | None = None, tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE,
+                   tile_overlap: int = DEFAULT_TILE_OVERLAP) -> list[float]:
+    """Refuse impossible :func:`stylize` settings with a :class:`SettingsError` (before any work:
+    a batch checks once); returns the normalised style weights."""
+    if style_count < 1:
+        raise SettingsError("no style image given")
+    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
+        raise SettingsError(f"alpha must be between 0 and 1, got {alpha}")
+    if masks is not None and style_weights is not None:
+        raise SettingsError("give style weights or masks, not both: the masks say how much of each style goes where")
+    if masks is not None and len(masks) != style_count:
+        raise SettingsError(f"{len(masks)} mask(s) given for {style_count} style image(s): give one mask per style")
+    if tile not in (True, False, "auto"):
+        raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
+    if tile_size < 64 or tile_size % DOWNSAMPLING:
+        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} of at least 64, got {tile_size}")
+    if not (0 <= tile_overlap < tile_size // 2 and tile_overlap % DOWNSAMPLING == 0):
+        raise SettingsError(f"tile overlap must be a multiple of {DOWNSAMPLING} below half the tile size, got {tile_overlap}")
+    return normalized_style_weights(style_weights, style_count)
+
+
+def _check_masks(masks: Sequence[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
+    for index, mask in enumerate(masks, start=1):
+        if mask.size != size:
+            raise SettingsError(
+                f"mask {index} is {mask.width}x{mask.height} but the content image is {size[0]}x{size[1]}: "
+                "masks must have the content's size"
+            )
+    return [mask.convert("L") for mask in masks]
+
+
+def _mask_array(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A mask (L) at ``size`` as uint8, reflect-padded to a multiple of 8 like the content."""
+    if mask.size != size:
+        mask = mask.resize(size, Image.Resampling.BILINEAR)
+    array = np.asarray(mask)
+    height, width = array.shape
+    return np.pad(array, ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING)), mode="reflect")
+
+
+def _maps(masks: list[np.ndarray] | None, weights: list[float], box: tuple[int, int, int, int],
+          feature_size: tuple[int, int], device: torch.device) -> list[torch.Tensor]:
+    """Per-style maps on the feature grid for the pixel box (top, left, height, width)."""
+    if masks is None:
+        return [torch.tensor(w, device=device) for w in weights]
+    top, left, height, width = box
+    stacked = np.stack([m[top : top + height, left : left + width] for m in masks])
+    maps = torch.from_numpy(stacked).to(device, torch.float32).unsqueeze(1) / 255.0
+    # Area averaging over each 8x8 cell: boxes are aligned to 8, so tiles agree with the whole.
+    maps = F.interpolate(maps, size=feature_size, mode="area")
+    maps = maps / maps.sum(dim=0, keepdim=True).clamp_min(1.0)
+    return list(maps.unsqueeze(1))
+
+
+def _array_to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(array).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def _content_statistics(model: AdaINModel, content: Image.Image, masks: list[Image.Image] | None,
+                        weights: list[float]) -> list[Stats]:
+    """Each style region's content statistics, from the whole image, downscaled to at most
+    :data:`AUTO_TILE_PIXELS` pixels (so tiles share one set of statistics)."""
+    if content.width * content.height > AUTO_TILE_PIXELS:
+        scale = math.sqrt(AUTO_TILE_PIXELS / (content.width * content.height))
+        content = content.resize((max(16, round(content.width * scale)), max(16, round(content.height * scale))),
+                                 Image.Resampling.BOX)
+    image = pad_to_multiple(image_to_tensor(content).to(model.device))
+    features = model.encode(image)
+    if masks is None:
+        return [channel_mean_std(features)] * len(weights)
+    mask_arrays = [_mask_array(m, content.size) for m in masks]
+    maps = _maps(mask_arrays, weights, (0, 0, *image.shape[-2:]), features.shape[-2:], model.device)
+    return [masked_mean_std(features, m) for m in maps]
+
+
+def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def _ramp(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
+    """Blend weights along one axis of a tile. On each side that has a neighbour, the outer
+    quarter of the overlap gets weight 0 (those pixels saw the tile's border within their
+    receptive field), the middle half a cosine rise, the rest 1; neighbours' weights sum to 1."""
+    weights = torch.ones(size)
+    if overlap == 0:
+        return weights
+    skip, blend = overlap // 4, overlap // 2
+    rise = torch.zeros(overlap)
+    rise[skip : skip + blend] = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(blend) + 0.5) / blend)
+    rise[skip + blend :] = 1.0
+    if start > 0:
+        weights[:overlap] = rise
+    if start + size < length:
+        weights[-overlap:] = torch.minimum(weights[-overlap:], rise.flip(0))
+    return weights
+
+
+def _stylize_tiles(model: AdaINModel, content: Image.Image, content_stats: list[Stats], style_stats: list[Stats],
+                   masks: list[Image.Image] | None, weights: list[float], alpha: float, tile_size: int,
+                   overlap: int, callback: TileProgress | None) -> Image.Image:
+    """Stylise overlapping tiles of the padded content and blend them, one row of tiles at a
+    time: finished rows go straight to the uint8 output, so besides the input and output images
+    only one band of tile_size rows is held in float."""
+    array = np.asarray(content)
+    height, width = array.shape[:2]
+    padded = np.pad(array, ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)), mode="reflect")
+    mask_arrays = [_mask_array(m, content.size) for m in masks] if masks else None
+    full_h, full_w = padded.shape[:2]
+    tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
+    rows = _tile_starts(full_h, tile_h, tile_size - overlap)
+    columns = _tile_starts(full_w, tile_w, tile_size - overlap)
+    output = np.empty((height, width, 3), dtype=np.uint8)
+    carry: torch.Tensor | None = None
+    device = model.device
+    for row_index, top in enumerate(rows):
+        band = torch.zeros(4, tile_h, full_w, device=device)  # weighted RGB, then the weights
+        if carry is not None:
+            band[:, : carry.shape[1]] = carry
+        row_ramp = _ramp(top, tile_h, full_h, overlap).to(device)
+        for column_index, left in enumerate(columns):
+            tile = _array_to_tensor(padded[top : top + tile_h, left : left + tile_w], device)
+            features = model.encode(tile)
+            maps = _maps(mask_arrays, weights, (top, left, tile_h, tile_w), features.shape[-2:], device)
+            image = model.decode(blend_styles(features, content_stats, style_stats, maps, alpha=alpha))
+            weight = row_ramp[:, None] * _ramp(left, tile_w, full_w, overlap).to(device)[None, :]
+            band[:3, :, left : left + tile_w] += image[0] * weight
+            band[3, :, left : left + tile_w] += weight
+            if callback is not None:
+                callback(row_index * len(columns) + column_index + 1, len(rows) * len(columns))
+        done = (rows[row_index + 1] if row_index + 1 < len(rows) else full_h) - top
+        finished = (band[:3, :done] / band[3:, :done]).clamp(0, 1).mul(255).round().byte()
+        keep = max(0, min(done, height - top))
+        output[top : top + keep] = finished[:, :keep, :width].permute(1, 2, 0).cpu().numpy()
+        carry = band[:, done:]
+    return Image.fromarray(output, "RGB")
+
+
+def stylize(
+    content: Image.Image,
+    style: Image.Image | Sequence[Image.Image],
+    *,
+    alpha: float = 1.0,
+    style_weights: Sequence[float] | None = None,
+    preserve_color: bool = False,
+    masks: Sequence[Image.Image] | None = None,
+    content_size: int | None = None,
+    style_size: int | None = DEFAULT_STYLE_SIZE,
+    decoder: str | os.PathLike = "adain",
+    encoder: str | os.PathLike = "adain",
+    device: str | torch.device = "auto",
+    tile: bool | str = "auto",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    seed: int = 0,
+    model: AdaINModel | None = None,
+    callback: TileProgress | None = None,
+) -> StylizeResult:
+    """Repaint ``content`` in the style of ``style`` (one image or several) in one forward pass.
+
+    - ``alpha`` in [0, 1]: 0 gives g(f(c)), 1 the full transfer.
+    - ``style_weights``: one per style, normalised to sum 1 (negative or all-zero refused);
+      equal when None. ``masks``: one image per style, the content's size, white where that
+      style goes (grey for a partial share); not combined with ``style_weights``.
+    - ``preserve_color``: the style image first gets the content's colour mean and covariance.
+    - ``content_size``: longer side of the output (None: the content's own size);
+      ``style_size``: longer side the style is encoded at (None: its own size).
+    - ``encoder``, ``decoder``: weight names or files (see :meth:`AdaINModel.load`); ``seed``
+      seeds ``random`` encoder weights; ``model``: an already loaded model (its weights win).
+    - ``tile``: True, False or ``"auto"`` (tiles past :data:`AUTO_TILE_PIXELS` pixels). Tiles of
+      ``tile_size`` pixels overlap by ``tile_overlap`` and are blended with cosine ramps; style
+      statistics come from the whole style image and content statistics from the whole content
+      (downscaled past AUTO_TILE_PIXELS), so tiles differ from one pass only where the encoder's
+      and decoder's receptive fields cross a tile border. Peak memory, besides the network's
+      weights: about 7 bytes per content pixel (uint8 input, padded copy and output) plus
+      16 bytes x tile_size x width (the blending band) plus roughly 1.5 kB x tile_size^2 for
+      the activations of one tile (measured: README, "AdaIN").
+    - ``callback(done, total)`` is called after every tile (once without tiles).
+
+    Any size works: the content is reflect-padded to a multiple of 8 and the output cropped
+    back, so it has the content's (resized) size exactly.
+    """
+    styles = [style] if isinstance(style, Image.Image) else list(style)
+    weights = check_settings(style_count=len(styles), alpha=alpha, style_weights=style_weights, masks=masks,
+                             tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
+    content = content.convert("RGB")
+    checked_masks = _check_masks(masks, content.size) if masks is not None else None
+    if content_size is not None:
+        content = resize_longer_side(content, content_size)
+    if style_size is not None:
+        styles = [resize_longer_side(s, style_size) for s in styles]
+    if model is None:
+        model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device)
+    tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
+
+    with torch.no_grad():
+        content_tensor = image_to_tensor(content).to(model.device)
+        style_stats = []
+        for style_image in styles:
+            style_tensor = image_to_tensor(style_image.convert("RGB")).to(model.device)
+            if preserve_color:
+                style_tensor = match_color(style_tensor, content_tensor)
+            style_stats.append(model.style_statistics(style_tensor))
+        if tiled:
+            content_stats = _content_statistics(model, content, checked_masks, weights)
+            del content_tensor  # the tiles read the image itself
+            image = _stylize_tiles(model, content, content_stats, style_stats, checked_masks, weights, alpha,
+                                   tile_size, tile_overlap, callback)
+        else:
+            padded = pad_to_multiple(content_tensor)
+            features = model.encode(padded)
+            mask_arrays = [_mask_array(m, content.size) for m in checked_masks] if checked_masks else None
+            maps = _maps(mask_arrays, weights, (0, 0, *padded.shape[-2:]), features.shape[-2:], model.device)
+            if checked_masks is None:
+                content_stats = [channel_mean_std(features)] * len(styles)
+            else:
+                content_stats = [masked_mean_std(features, m) for m in maps]
+            decoded = model.decode(blend_styles(features, content_stats, style_stats, maps, alpha=alpha))
+            image = tensor_to_image(decoded[..., : content.height, : content.width].cpu())
+            if callback is not None:
+                callback(1, 1)
+
+    settings = {
+        "alpha": float(alpha),
+        "style_weights": weights,
+        "preserve_color": bool(preserve_color),
+        "mask": checked_masks is not None,
+        "content_size": content_size,
+        "style_size": style_size,
+        "encoder": model.encoder_label,
+        "decoder": model.decoder_label,
+        "tile": tiled,
+        "tile_size": tile_size,
+        "tile_overlap": tile_overlap,
+    }
+    return StylizeResult(image, settings, seed)

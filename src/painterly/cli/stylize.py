@@ -1,0 +1,160 @@
+"""``painterly stylize``: AdaIN arbitrary style transfer for images, batches and videos."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from ..adain import DEFAULT_STYLE_SIZE, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, AdaINModel, check_settings, stylize
+from ..device import resolve_device
+from ..errors import SettingsError
+from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, list_images, load_image, save_image
+from .common import add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+
+#: Content files with these endings are stylised frame by frame (needs the ``video`` extra).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+
+EXAMPLES = """\
+  painterly stylize photo.jpg --style starry_night.jpg -o out.png
+  painterly stylize photos/ --style 'styles/*.jpg' -o results/       # every pair, {photo}_{style}.png
+  painterly stylize photo.jpg --style a.jpg b.jpg --style-weights 3 1 -o mix.png
+  painterly stylize photo.jpg --style a.jpg b.jpg --mask sky.png ground.png -o regions.png
+  painterly stylize photo.jpg --style a.jpg -o out.png --alpha 0.6 --preserve-color --content-size 1024
+  painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384
+  painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4             # needs pip install 'painterly[video]'
+  painterly stylize photo.jpg --style a.jpg -o out.png --encoder random --decoder my_decoder.pth  # offline"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_subcommand(
+        subparsers, "stylize", help="repaint images or videos in any style in one pass (AdaIN; fast)", examples=EXAMPLES
+    )
+    parser.add_argument("content", nargs="+", metavar="CONTENT", help="images, folders, globs or videos to repaint")
+    parser.add_argument("--style", nargs="+", required=True, metavar="STYLE", help="style images, folders or globs")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output folder; a file (PNG, JPEG, or a video) when there is one output")
+    parser.add_argument("--alpha", type=float, default=1.0, help="style strength from 0 (content) to 1 (default: 1)")
+    parser.add_argument("--style-weights", nargs="+", type=float, metavar="W",
+                        help="blend all styles into one output per content, with these weights (normalised to sum 1)")
+    parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    parser.add_argument("--mask", nargs="+", metavar="M",
+                        help="one mask image per style, the content's size: white where that style goes, grey for a share")
+    parser.add_argument("--decoder", default="adain", help="decoder: adain (released, 14 MB) or a decoder .pth file")
+    parser.add_argument("--encoder", default="adain",
+                        help="encoder: adain / vgg19-normalised, random (seeded), or a VGG-19 .pth; "
+                        "must be the one the decoder was trained with (default: adain)")
+    parser.add_argument("--content-size", type=positive_int, metavar="N", help="longer side of the output (default: the content's)")
+    parser.add_argument("--style-size", type=positive_int, default=DEFAULT_STYLE_SIZE, metavar="N",
+                        help=f"longer side the style is read at (default: {DEFAULT_STYLE_SIZE})")
+    parser.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
+                        help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
+    parser.add_argument("--tile-size", type=positive_int, default=DEFAULT_TILE_SIZE, metavar="N",
+                        help=f"tile side in pixels, a multiple of 8 (default: {DEFAULT_TILE_SIZE})")
+    parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="N",
+                        help=f"pixels neighbouring tiles share, a multiple of 8 (default: {DEFAULT_TILE_OVERLAP})")
+    parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    add_runtime_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def expand(specs: list[str], *, what: str, videos: bool = False) -> list[Path]:
+    """Files named by ``specs``: files as given, folders' images, globs' matches (in order)."""
+    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
+    paths: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise SettingsError(f"{what} folder {spec} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif path.exists() or not glob.has_magic(spec):
+            found = [path]  # a missing file is reported by the loader, with its name
+        else:
+            found = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).suffix.lower() in suffixes]
+            if not found:
+                raise SettingsError(f"{what} pattern {spec!r} matches no images")
+        paths += found
+    return paths
+
+
+def plan(contents: list[Path], style_groups: list[list[Path]], output: Path) -> list[tuple[Path, list[Path], Path]]:
+    """(content, styles, output path) for every job: a file when there is one, else a folder's
+    ``{content}_{style}.png`` (``.mp4`` for videos; styles blended are joined with ``+``)."""
+    single = len(contents) * len(style_groups) == 1
+    if single and output.suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES:
+        return [(contents[0], style_groups[0], output)]
+    if output.suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES:
+        raise SettingsError(
+            f"-o {output} names one file but there are {len(contents) * len(style_groups)} outputs: give a folder"
+        )
+    jobs = []
+    for styles in style_groups:  # style-major, so each style is encoded once
+        style_stem = "+".join(p.stem for p in styles)
+        for content in contents:
+            suffix = ".mp4" if is_video(content) else ".png"
+            jobs.append((content, styles, output / f"{content.stem}_{style_stem}{suffix}"))
+    return jobs
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def run(args: argparse.Namespace) -> int:
+    contents = expand(args.content, what="content", videos=True)
+    styles = expand(args.style, what="style")
+    blend = args.style_weights is not None or args.mask is not None
+    tile = "auto" if args.tile is None else args.tile
+    check_settings(style_count=len(styles) if blend else 1, alpha=args.alpha, style_weights=args.style_weights,
+                   masks=args.mask, tile=tile, tile_size=args.tile_size, tile_overlap=args.tile_overlap)
+    jobs = plan(contents, [styles] if blend else [[s] for s in styles], Path(args.output))
+    for content, job_styles, output in jobs:
+        if not is_video(output) and not is_video(content):
+            check_output_path(output, inputs=(content, *job_styles))
+        elif is_video(output) != is_video(content):
+            raise SettingsError(f"{content} -> {output}: a video becomes a video (.mp4), an image an image")
+    todo = [job for job in jobs if args.overwrite or not job[2].exists()]
+    skipped = len(jobs) - len(todo)
+    if not todo:
+        info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
+        return 0
+    masks = [load_image(m) for m in args.mask] if args.mask else None
+    model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed,
+                            device=resolve_device(args.device), progress=download_bar(args.quiet))
+    settings = dict(
+        alpha=args.alpha, style_weights=args.style_weights, preserve_color=args.preserve_color, masks=masks,
+        content_size=args.content_size, style_size=args.style_size, tile=tile,
+        tile_size=args.tile_size, tile_overlap=args.tile_overlap, seed=args.seed, model=model,
+    )
+    style_images: dict[Path, Image.Image] = {}
+    bar = tqdm(total=len(todo), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
+    try:
+        for content, job_styles, output in todo:
+            for path in job_styles:
+                if path not in style_images:
+                    style_images[path] = load_image(path)
+            job_images = [style_images[p] for p in job_styles]
+            if is_video(content):
+                from ..video import stylize_video
+
+                with tqdm(desc=content.name, unit="frame", leave=False, file=sys.stderr, disable=args.quiet) as frames:
+                    stylize_video(content, output, lambda frame: stylize(frame, job_images, **settings).image,
+                                  progress=lambda done: frames.update(1))
+            else:
+                result = stylize(load_image(content), job_images, **settings)
+                names = [p.name for p in job_styles]
+                metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names}
+                if args.mask:
+                    metadata["mask"] = [Path(m).name for m in args.mask]
+                save_image(result.image, output, metadata=metadata)
+            bar.update(1)
+    finally:
+        bar.close()
+    note = f"; skipped {skipped} that exist (--overwrite redoes them)" if skipped else ""
+    info(f"wrote {len(todo)} output(s) to {jobs[0][2] if len(jobs) == 1 else args.output}{note}")
+    return 0
