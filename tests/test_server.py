@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -23,6 +24,7 @@ from painterly.images import image_to_tensor
 from painterly.server import Limits, create_app
 from painterly.server.app import bundled_examples
 from painterly.server.jobs import colors_of
+from painterly.weights import REGISTRY, cached_path, layout_keys
 
 from conftest import SRC, make_scene, make_stripes
 
@@ -77,8 +79,8 @@ def test_page_is_self_contained_and_info_describes_the_studio() -> None:
         assert not re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page.content), "the page must load nothing from elsewhere"
         info = client.get("/api/info").json()
     assert info["methods"]["optimize"]["available"] is True
-    assert info["methods"]["adain"]["available"] is False  # the test's weight cache is empty
-    assert "not cached" in info["methods"]["adain"]["reason"]
+    assert info["methods"]["stylize"]["available"] is False  # the test's weight cache is empty
+    assert "not cached" in info["methods"]["stylize"]["reason"]
     assert info["limits"]["max_size"] == 512 and info["limits"]["workers"] == 1
     assert [entry["name"] for entry in info["examples"]] == list(bundled_examples())
 
@@ -137,7 +139,7 @@ def test_upload_over_the_cap_is_413() -> None:
         (None, {"alpha": 1.5}, "alpha must be a number from 0 to 1"),
         (None, {"preserve_color": "maybe"}, "preserve_color must be true or false"),
         (None, {"method": "deepdream"}, "unknown method"),
-        (None, {"method": "adain"}, "not available"),
+        (None, {"method": "stylize"}, "not available"),
         (None, {"preset": "nope"}, "unknown preset"),
         (None, {"style_weights": "1 2"}, "2 style weights given for 1 style images"),
         (None, {"style_weights": "nan"}, "finite"),
@@ -219,6 +221,31 @@ def test_full_queue_429_cancelling_and_eviction() -> None:
         assert client.get(f"/api/jobs/{running['id']}/result").status_code == 409
         assert client.delete(f"/api/jobs/{later.json()['id']}").json()["status"] in ("cancelled", "running")
         assert client.delete("/api/jobs/unknown").status_code == 404
+
+
+@pytest.fixture
+def adain_weights() -> None:
+    """Seeded weight files in the released AdaIN layouts, in the (per-test) weights cache."""
+    generator = torch.Generator().manual_seed(0)
+    for file in REGISTRY["adain"].files.values():
+        state = {key: torch.randn(shape, generator=generator) * 0.05 for key, shape in layout_keys(file.layout).items()}
+        cached_path(file).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, cached_path(file))
+
+
+def test_stylize_is_offered_and_runs_when_its_weights_are_cached(adain_weights: None) -> None:
+    with studio() as client:
+        assert client.get("/api/info").json()["methods"]["stylize"]["available"] is True
+        response = post_job(client, styles=["mondrian", make_stripes(48, 32)], method="stylize", size=40, alpha=0.5,
+                            preserve_color="true", style_weights="2 1")
+        assert response.status_code == 202
+        status = wait(client, response.json()["id"])
+        assert status["status"] == "done", status["error"]
+        assert status["settings"] == {"size": 40, "preserve_color": True, "style_weights": [2.0, 1.0], "alpha": 0.5}
+        image = Image.open(io.BytesIO(client.get(status["result_url"]).content))
+    assert image.size == (40, 27)
+    assert image.text["painterly.method"] == "stylize"
+    assert float(image.text["alpha"]) == 0.5 and image.text["preserve_color"] == "true"
 
 
 def test_preserve_color_gives_the_styles_the_contents_colours() -> None:

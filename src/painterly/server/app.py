@@ -89,10 +89,10 @@ def methods_available() -> dict[str, dict[str, Any]]:
     adain_ready = is_cached("adain")
     return {
         "optimize": {"available": True, "label": "Optimisation (Gatys et al.)", "reason": None},
-        "adain": {
+        "stylize": {
             "available": adain_ready,
             "label": "AdaIN (fast)",
-            "reason": None if adain_ready else "the AdaIN weights are not cached (painterly stylize downloads them)",
+            "reason": None if adain_ready else "the AdaIN weights are not cached: run painterly stylize once to download them",
         },
     }
 

@@ -31,7 +31,7 @@ from ..images import image_to_tensor, resize_longer_side, save_image, tensor_to_
 logger = logging.getLogger(__name__)
 
 #: Methods, by the name the API, the form and the PNG metadata use.
-METHODS = ("optimize", "adain")
+METHODS = ("optimize", "stylize")  # painterly.optimize and painterly.stylize (AdaIN)
 FINISHED = ("done", "failed", "cancelled")
 #: The live preview is re-encoded at most this often (seconds); the last iteration always is.
 PREVIEW_INTERVAL = 0.25
@@ -62,7 +62,7 @@ class JobRequest:
     def settings(self) -> dict[str, Any]:
         """The settings as the status reports them (the method's own ones only)."""
         common = {"size": self.size, "preserve_color": self.preserve_color, "style_weights": self.style_weights}
-        if self.method == "adain":
+        if self.method == "stylize":
             return {**common, "alpha": self.alpha}
         return {**common, "iterations": self.iterations, "preset": self.preset, "init": self.init, "seed": self.seed}
 
@@ -240,7 +240,7 @@ class JobQueue:
     def _run(self, job: Job) -> tuple[str, str | None, Path | None]:
         """Run one job: ``(status, error message, result file)``."""
         try:
-            image, metadata = self._adain(job) if job.request.method == "adain" else self._optimize(job)
+            image, metadata = self._stylize(job) if job.request.method == "stylize" else self._optimize(job)
             path = self.folder / f"{job.id}.png"
             save_image(image, path, metadata=metadata)
             return "done", None, path
@@ -301,21 +301,30 @@ class JobQueue:
         metadata = {**result.metadata(), "preserve_color": request.preserve_color}
         return result.image, {**metadata, **self._names(request)}
 
-    def _adain(self, job: Job) -> tuple[Image.Image, dict[str, Any]]:
-        from .. import stylize  # the AdaIN method, present only with its module
+    def _stylize(self, job: Job) -> tuple[Image.Image, dict[str, Any]]:
+        from ..adain import stylize  # loads nothing until an AdaIN job comes
 
         request = job.request
+
+        def on_tile(done: int, total: int) -> None:  # once per tile, once in all for small images
+            self._check_cancelled(job)
+            with self._lock:
+                job.iteration, job.note = done, f"tile {done} of {total}" if total > 1 else None
+
         self._check_cancelled(job)
+        job.note = "loading weights"
         result = stylize(
-            resize_longer_side(request.content, request.size),
-            [resize_longer_side(style, request.size) for style in request.styles],
+            request.content,
+            list(request.styles),
             alpha=request.alpha,
             style_weights=request.style_weights,
             preserve_color=request.preserve_color,
+            content_size=request.size,
             device=self.device,
+            callback=on_tile,
         )
         with self._lock:
-            job.iteration, job.weights = 1, "adain"
+            job.weights, job.note = "adain", None
         return result.image, {**result.metadata(), **self._names(request)}
 
     @staticmethod
