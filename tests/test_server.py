@@ -72,7 +72,7 @@ def wait(client: TestClient, job_id: str, *, until: Any = FINISHED, timeout: flo
 
 
 def test_page_is_self_contained_and_info_describes_the_studio() -> None:
-    with studio(max_size=512) as client:
+    with studio(max_size=128) as client:
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'none'" in page.headers["content-security-policy"]
@@ -81,7 +81,8 @@ def test_page_is_self_contained_and_info_describes_the_studio() -> None:
     assert info["methods"]["optimize"]["available"] is True
     assert info["methods"]["stylize"]["available"] is False  # the test's weight cache is empty
     assert "not cached" in info["methods"]["stylize"]["reason"]
-    assert info["limits"]["max_size"] == 512 and info["limits"]["workers"] == 1
+    assert info["limits"]["max_size"] == 128 and info["limits"]["workers"] == 1
+    assert info["defaults"]["size"] == 128  # the page's default is brought within the limit
     assert [entry["name"] for entry in info["examples"]] == list(bundled_examples())
 
 

@@ -24,10 +24,11 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
-    if not Path(CHROMIUM).is_file() and shutil.which("chromium") is None:
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's package (apt-get install chromium) to run this test")
+    executable = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    if executable is None:
+        pytest.skip(f"no Chromium at {CHROMIUM} or on PATH: install Debian's package (apt-get install chromium) to run this test")
     with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

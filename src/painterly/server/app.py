@@ -35,7 +35,7 @@ from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
 from ..gatys import DEFAULT_PRESET, PRESETS, get_preset, normalized_weights
-from ..images import MIN_SIZE, load_image
+from ..images import MIN_SIZE, check_size, load_image
 from ..weights import is_cached
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull
 from .openapi import openapi_document
@@ -71,6 +71,16 @@ class Limits:
     queue_size: int = 4  # jobs waiting behind the running one
     max_jobs: int = 50  # finished jobs kept (with their results)
     job_ttl: float = 3600.0  # seconds a finished job is kept
+
+    def __post_init__(self) -> None:
+        check_size(self.max_size, what="max_size")
+        for name in ("max_upload_bytes", "max_iterations", "max_styles", "max_jobs"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def defaults(self) -> dict[str, Any]:
+        """:data:`DEFAULTS`, brought within these limits."""
+        return DEFAULTS | {"size": min(DEFAULTS["size"], self.max_size), "iterations": min(DEFAULTS["iterations"], self.max_iterations)}
 
 
 class RequestTooLarge(PainterlyError):
@@ -152,14 +162,14 @@ def create_app(
                 "weights": weights,
                 "methods": methods_available(),
                 "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers},
-                "defaults": DEFAULTS,
+                "defaults": limits.defaults(),
                 "presets": list(PRESETS),
                 "examples": [example_entry(name) for name in examples],
             }
         )
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(limits=limits, defaults=DEFAULTS, examples=list(examples)))
+        return JSONResponse(openapi_document(limits=limits, defaults=limits.defaults(), examples=list(examples)))
 
     async def list_examples(request: Request) -> Response:
         return JSONResponse([example_entry(name) for name in examples])
@@ -286,20 +296,21 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
 
     ``content`` and each ``style`` are an uploaded file or the name of a bundled example.
     """
-    method = text_field(form, "method") or DEFAULTS["method"]
+    defaults = limits.defaults()
+    method = text_field(form, "method") or defaults["method"]
     if method not in METHODS:
         raise SettingsError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     availability = methods_available()[method]
     if not availability["available"]:
         raise SettingsError(f"method {method!r} is not available: {availability['reason']}")
-    size = int_field(form, "size", low=MIN_SIZE, high=limits.max_size)
-    iterations = int_field(form, "iterations", low=1, high=limits.max_iterations)
-    seed = int_field(form, "seed", low=0, high=2**63 - 1)
-    alpha = float_field(form, "alpha", low=0.0, high=1.0)
-    preserve_color = bool_field(form, "preserve_color")
-    preset = text_field(form, "preset") or DEFAULTS["preset"]
+    size = int_field(form, "size", defaults, low=MIN_SIZE, high=limits.max_size)
+    iterations = int_field(form, "iterations", defaults, low=1, high=limits.max_iterations)
+    seed = int_field(form, "seed", defaults, low=0, high=2**63 - 1)
+    alpha = float_field(form, "alpha", defaults, low=0.0, high=1.0)
+    preserve_color = bool_field(form, "preserve_color", defaults)
+    preset = text_field(form, "preset") or defaults["preset"]
     get_preset(preset)
-    init = text_field(form, "init") or DEFAULTS["init"]
+    init = text_field(form, "init") or defaults["init"]
     if init not in ("content", "noise"):
         raise SettingsError(f"unknown init {init!r}: choose content or noise")
 
@@ -360,10 +371,10 @@ def text_field(form: FormData, name: str) -> str | None:
     return value.strip()
 
 
-def int_field(form: FormData, name: str, *, low: int, high: int) -> int:
+def int_field(form: FormData, name: str, defaults: dict[str, Any], *, low: int, high: int) -> int:
     text = text_field(form, name)
     if text is None:
-        return DEFAULTS[name]
+        return defaults[name]
     try:
         value = int(text)
     except ValueError:
@@ -373,10 +384,10 @@ def int_field(form: FormData, name: str, *, low: int, high: int) -> int:
     return value
 
 
-def float_field(form: FormData, name: str, *, low: float, high: float) -> float:
+def float_field(form: FormData, name: str, defaults: dict[str, Any], *, low: float, high: float) -> float:
     text = text_field(form, name)
     if text is None:
-        return DEFAULTS[name]
+        return defaults[name]
     value = float_list(text, name)
     if len(value) != 1 or not low <= value[0] <= high:
         raise SettingsError(f"{name} must be a number from {low:g} to {high:g}, got {text[:40]!r}")
@@ -393,10 +404,10 @@ def float_list(text: str, name: str) -> list[float]:
     return values
 
 
-def bool_field(form: FormData, name: str) -> bool:
+def bool_field(form: FormData, name: str, defaults: dict[str, Any]) -> bool:
     text = text_field(form, name)
     if text is None:
-        return DEFAULTS[name]
+        return defaults[name]
     if text.lower() in ("1", "true", "on", "yes"):
         return True
     if text.lower() in ("0", "false", "off", "no"):

@@ -277,6 +277,7 @@ class JobQueue:
                     job.preview, job.preview_iteration = preview, progress.iteration
 
         def on_download(done: int, total: int | None) -> None:
+            self._check_cancelled(job)  # the partial download is removed
             size = f" of {total / 1e6:.0f} MB" if total else ""
             job.note = f"downloading weights: {done / 1e6:.0f} MB{size}"
 
