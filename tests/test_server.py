@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
-from painterly.images import image_to_tensor
+from painterly import optimize
+from painterly.images import image_to_tensor, load_image
 from painterly.server import Limits, create_app
 from painterly.server.app import bundled_examples
 from painterly.server.jobs import colors_of
@@ -188,6 +189,11 @@ def test_a_job_runs_to_completion() -> None:
         assert image.text["style"] == '["style0.png", "starry_night.jpg"]'
         start = np.asarray(make_scene(48, 32).resize((32, 21), Image.Resampling.LANCZOS), dtype=float)
         assert np.abs(np.asarray(image, dtype=float) - start).mean() > 0.5  # it was repainted
+        # ... exactly as the Python API repaints it with the same settings.
+        starry = load_image(bundled_examples()["starry_night"])
+        direct = optimize(make_scene(48, 32), [make_stripes(48, 32), starry], size=32, iterations=3, weights="random",
+                          style_weights=(1, 3), seed=5, init="content", device="cpu")
+        assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(direct.image))
 
         assert client.delete(f"/api/jobs/{job['id']}").status_code == 200  # a finished job is forgotten
         assert client.get(f"/api/jobs/{job['id']}").status_code == 404

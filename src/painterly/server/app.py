@@ -35,9 +35,9 @@ from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
 from ..gatys import DEFAULT_PRESET, PRESETS, get_preset, normalized_weights
-from ..images import MIN_SIZE, check_size, load_image
+from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
 from ..weights import is_cached
-from .jobs import METHODS, JobQueue, JobRequest, QueueFull
+from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
 
 #: What the page starts with. Optimisation starts from the content image here (the presets
@@ -327,8 +327,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         style_weights = tuple(float_list(text_field(form, "style_weights") or "", "style_weights"))
         normalized_weights(style_weights, len(styles))  # raises for a wrong count or bad values
 
-    content, content_name = await read_image(contents[0], "content", examples)
-    loaded = [await read_image(style, "style", examples) for style in styles]
+    content, content_name = await read_image(contents[0], "content", examples, working_size(method, "content", size))
+    style_size = working_size(method, "style", size)
+    loaded = [await read_image(style, "style", examples, style_size) for style in styles]
     return JobRequest(
         method=method,
         content=content,
@@ -346,8 +347,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     )
 
 
-async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes]) -> tuple[Image.Image, str]:
-    """Decode an uploaded file, or a bundled example by name: ``(image, name for metadata)``."""
+async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int) -> tuple[Image.Image, str]:
+    """Decode an uploaded file, or a bundled example by name, at ``size`` pixels on its longer
+    side: ``(image, name for metadata)``."""
     if isinstance(item, str):
         name = item.strip()
         if name not in examples:
@@ -357,9 +359,10 @@ async def read_image(item: UploadFile | str, field: str, examples: dict[str, byt
         data = await item.read()
         label = (item.filename or field).replace("\\", "/").rsplit("/", 1)[-1][:100]
     try:
-        return await run_in_threadpool(load_image, data), label
+        image = await run_in_threadpool(load_image, data)
     except ImageError as problem:
         raise ImageError(f"{field} file {label!r} refused: {problem}") from None
+    return await run_in_threadpool(resize_longer_side, image, size), label
 
 
 def text_field(form: FormData, name: str) -> str | None:

@@ -1,6 +1,7 @@
 """The studio's job queue: bounded, one worker thread per device, results in a temporary folder.
 
-A job holds decoded images and settings, never a client's path. The queue refuses new jobs
+A job holds images already at the size they are used at (:func:`working_size`) and settings,
+never a client's path. The queue refuses new jobs
 (:class:`QueueFull`) when ``workers + queue_size`` jobs are waiting or running, so a flood of
 requests costs memory for at most that many jobs. Finished jobs are kept for ``job_ttl``
 seconds, at most ``max_jobs`` of them; older ones are evicted with their result files, and the
@@ -341,8 +342,6 @@ class JobQueue:
 
     def _finish(self, job: Job, status: str, error: str | None = None, path: Path | None = None) -> None:
         job.status, job.error, job.result_path, job.finished = status, error, path, time.time()
-        if job.id not in self._jobs and path is not None:  # forgotten while it ran
-            path.unlink(missing_ok=True)
 
     def _forget(self, job: Job) -> None:
         self._jobs.pop(job.id, None)
@@ -356,6 +355,17 @@ class JobQueue:
         for index, job in enumerate(finished):  # oldest first: the dict keeps creation order
             if index < excess or (job.finished or 0) < expired:
                 self._forget(job)
+
+
+def working_size(method: str, role: str, size: int) -> int:
+    """The longer side the method uses an input at: the output's size, except AdaIN's styles,
+    which it encodes at its own default size. Inputs are shrunk to it on arrival (the method's
+    own resize is then a no-op), so a waiting job holds small images, not whole uploads."""
+    if method == "stylize" and role == "style":
+        from ..adain import DEFAULT_STYLE_SIZE
+
+        return DEFAULT_STYLE_SIZE
+    return size
 
 
 def colors_of(style: Image.Image, content: Image.Image) -> Image.Image:
