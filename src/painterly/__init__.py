@@ -1,7 +1,7 @@
 """painterly: neural style transfer by optimisation (Gatys et al.) and AdaIN (Huang and Belongie)."""
 
 from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
-from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, optimize
+from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
 
 __version__ = "0.1.0"
@@ -16,9 +16,11 @@ __all__ = [
     "SettingsError",
     "WeightsError",
     "get_preset",
+    "load_checkpoint",
     "load_image",
     "optimize",
     "read_metadata",
     "resize_longer_side",
+    "save_checkpoint",
     "save_image",
 ]

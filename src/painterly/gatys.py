@@ -17,6 +17,11 @@ Where we depart from the recipes (each preset's ``source`` says which applies):
   Caffe's magnitude, so that the recipes' weights keep their balance.
 * The image is optimised in the recipe's own pixel space (x times ``pixel_scale``), so learning
   rates and the total-variation weight mean what they meant there.
+
+Creative controls (:func:`optimize`; Gatys et al. 2017, "Controlling Perceptual Factors in
+Neural Style Transfer", and jcjohnson/neural-style): several styles with blend weights, spatial
+masks (guided Gram matrices), colour preservation (:mod:`painterly.color`), a style scale,
+coarse-to-fine scales and checkpoints that a run can be resumed from.
 """
 
 from __future__ import annotations
@@ -599,6 +604,7 @@ def optimize(
     mask_images = _check_masks(masks, content, len(styles))
     sizes, counts = settings.scale_sizes(), settings.scale_iterations()
     for scale_size in (sizes[0], sizes[-1]):
+        check_size(scale_size)
         check_size(round(settings.style_scale * scale_size), what=f"style size (style_scale {settings.style_scale} x {scale_size} px)")
     device = resolve_device(device)
     spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
