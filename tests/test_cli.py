@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from painterly.cli import main
 from painterly.images import read_metadata
 
 from conftest import run_cli
@@ -134,17 +135,30 @@ def test_optimize_resume_continues_a_saved_run(scene_path, stripes_path, tmp_pat
     assert not list(tmp_path.glob("*.part"))
 
 
-def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_path):
+def run_in_process(capsys, *args: str) -> tuple[int, str]:
+    """``painterly ARGS`` in this process (no interpreter start-up): exit code and stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_path, capsys):
     out = tmp_path / "o.png"
-    Image.new("L", (20, 20)).save(tmp_path / "small_mask.png")
     one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), str(stripes_path), "-o", str(out), *SMALL,
                             "--style-weights", "1", "2", "3"), "3 style weights given for 2 style images")
-    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), *SMALL,
-                            "--mask", str(tmp_path / "small_mask.png")), "mask 1 is 20x20", "content's size")
-    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--style-scale", "-0.5"),
-                    "--style-scale", "> 0")
+    Image.new("L", (20, 20)).save(tmp_path / "small_mask.png")
     (tmp_path / "empty").mkdir()
-    one_clear_error(run_cli("optimize", str(scene_path), str(tmp_path / "empty"), "-o", str(out)), "holds no images")
+    for args, fragments in [
+        (["--mask", str(tmp_path / "small_mask.png")], ["mask 1 is 20x20", "content's size"]),
+        (["--style-scale", "-0.5"], ["--style-scale", "> 0"]),
+        (["--scales", "2", "--iterations-per-scale", "5"], ["1 iterations_per_scale given for 2 scales"]),
+    ]:
+        code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(stripes_path), "-o", str(out), *SMALL, *args)
+        assert code == 2 and len(stderr.strip().splitlines()) == 1 and all(f in stderr for f in fragments), stderr
+    code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(tmp_path / "empty"), "-o", str(out))
+    assert code == 2 and "holds no images" in stderr
     assert not out.exists()
 
 

@@ -583,9 +583,11 @@ def optimize(
     * ``masks``: one greyscale (soft) mask per style, the content's size; each style's Gram
       target then applies inside its region only (:class:`GatysObjective`).
     * ``scales`` > 1 optimises coarse to fine: each scale starts from the previous result
-      upsampled (bicubic), the first from ``init``/``init_image``. Measured cost on CPU with
-      random weights: 3 scales (96, 192, 384 px) with the same iterations at each cost 1.3x
-      a single-scale 384 px run of those iterations (the README gives the numbers).
+      upsampled (bicubic), the first from ``init``/``init_image``. Cost: an iteration costs
+      about its pixel count, so 3 scales (96, 192, 384 px) with the same iterations at each
+      cost 1 + 1/4 + 1/16 = 1.31x a single-scale 384 px run; measured side by side on the CPU
+      (random weights, gatys2016, 10 L-BFGS iterations per scale): 27.8 s vs 21.3 s of CPU
+      time, 1.31x.
     * ``resume``: a checkpoint (or its path) from :attr:`Progress.checkpoint` continues that
       run with its settings, seed and weights; only ``iterations``/``iterations_per_scale``
       may change, anything else given must match.
