@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from painterly.cli import main
 from painterly.images import read_metadata
 
 from conftest import run_cli
@@ -31,7 +32,7 @@ def test_optimize_writes_image_metadata_intermediates_and_plot(scene_path, strip
     assert metadata["iterations"] == 4 and metadata["tv_weight"] == 1e-5 and metadata["style"] == "stripes.png"
     assert (out.parent / "result_00002.png").is_file()
     assert (out.parent / "result_losses.png").is_file()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["result.png", "result_00002.png", "result_losses.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["result.png", "result.state.pt", "result_00002.png", "result_losses.png"]
 
 
 def test_auto_weights_offline_say_they_fall_back(scene_path, stripes_path, tmp_path):
@@ -91,6 +92,73 @@ def test_wrong_weight_files_fail_cleanly(scene_path, stripes_path, tmp_path):
     out = tmp_path / "o.png"
     one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--weights", str(junk)), "junk.pth")
     one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(out), "--weights", "vgg19"), "PAINTERLY_OFFLINE")
+    assert not out.exists()
+
+
+SMALL = ["--size", "32", "--weights", "random", "--quiet", "--content-layers", "relu2_1", "--style-layers", "relu1_1", "relu2_1"]
+
+
+def test_optimize_takes_several_styles_a_folder_weights_masks_and_colour_modes(scene_path, tmp_path):
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(styles / "a_red.png")
+    Image.new("RGB", (40, 40), (0, 0, 255)).save(styles / "b_blue.png")
+    scene = Image.open(scene_path)
+    left = Image.new("L", scene.size, 0)
+    left.paste(255, (0, 0, scene.width // 2, scene.height))
+    left.save(tmp_path / "left.png")
+    Image.eval(left, lambda v: 255 - v).save(tmp_path / "right.png")
+    out = tmp_path / "out.png"
+    result = run_cli("optimize", str(scene_path), str(styles), "-o", str(out), *SMALL, "--iterations", "3",
+                     "--style-weights", "1", "3", "--mask", str(tmp_path / "left.png"), str(tmp_path / "right.png"),
+                     "--preserve-color", "match", "--style-scale", "1.5", "--scales", "2")
+    assert result.returncode == 0, result.stderr
+    metadata = read_metadata(out)
+    assert metadata["style"] == ["a_red.png", "b_blue.png"] and metadata["style_weights"] == [0.25, 0.75]
+    assert metadata["masks"] == ["left.png", "right.png"]
+    assert (metadata["preserve_color"], metadata["style_scale"], metadata["scales"]) == ("match", 1.5, 2)
+    with Image.open(out) as image:
+        assert image.size == (32, 21)
+
+
+def test_optimize_resume_continues_a_saved_run(scene_path, stripes_path, tmp_path):
+    adam = [*SMALL, "--optimizer", "adam", "--learning-rate", "20", "--init", "noise"]
+    first, resumed, straight = tmp_path / "first.png", tmp_path / "resumed.png", tmp_path / "straight.png"
+    assert run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(first), *adam, "--iterations", "2",
+                   "--save-every", "2").returncode == 0
+    state = tmp_path / "first.state.pt"
+    result = run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(resumed), "--resume", str(state),
+                     "--iterations", "4", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(straight), *adam, "--iterations", "4").returncode == 0
+    assert Image.open(resumed).tobytes() == Image.open(straight).tobytes() != Image.open(first).tobytes()
+    assert not list(tmp_path.glob("*.part"))
+
+
+def run_in_process(capsys, *args: str) -> tuple[int, str]:
+    """``painterly ARGS`` in this process (no interpreter start-up): exit code and stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    one_clear_error(run_cli("optimize", str(scene_path), str(stripes_path), str(stripes_path), "-o", str(out), *SMALL,
+                            "--style-weights", "1", "2", "3"), "3 style weights given for 2 style images")
+    Image.new("L", (20, 20)).save(tmp_path / "small_mask.png")
+    (tmp_path / "empty").mkdir()
+    for args, fragments in [
+        (["--mask", str(tmp_path / "small_mask.png")], ["mask 1 is 20x20", "content's size"]),
+        (["--style-scale", "-0.5"], ["--style-scale", "> 0"]),
+        (["--scales", "2", "--iterations-per-scale", "5"], ["1 iterations_per_scale given for 2 scales"]),
+    ]:
+        code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(stripes_path), "-o", str(out), *SMALL, *args)
+        assert code == 2 and len(stderr.strip().splitlines()) == 1 and all(f in stderr for f in fragments), stderr
+    code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(tmp_path / "empty"), "-o", str(out))
+    assert code == 2 and "holds no images" in stderr
     assert not out.exists()
 
 

@@ -3,9 +3,12 @@ import torch
 
 from painterly.color import (
     color_statistics,
+    keep_luminance,
     luminance,
     match_color,
     match_histogram,
+    prepare_colors,
+    restore_colors,
     rgb_to_ycbcr,
     with_chroma_of,
     ycbcr_to_rgb,
@@ -47,3 +50,42 @@ def test_with_chroma_of_keeps_the_chroma():
     combined = with_chroma_of(luminance(stylised), content)
     torch.testing.assert_close(rgb_to_ycbcr(combined)[:, 1:], rgb_to_ycbcr(content)[:, 1:], atol=1e-5, rtol=0)
     torch.testing.assert_close(luminance(combined), luminance(stylised), atol=1e-5, rtol=0)
+
+
+def test_prepare_colors_match_gives_styles_the_content_colour_statistics():
+    torch.manual_seed(1)
+    content = torch.rand(1, 3, 24, 24) * torch.tensor([0.2, 0.5, 0.3]).view(1, 3, 1, 1) + 0.2
+    styles = [torch.rand(1, 3, 16, 30) * 0.4, torch.rand(1, 3, 20, 20) * 0.3 + 0.6]
+    seen_content, seen_styles = prepare_colors(content, styles, "match")
+    assert seen_content is content
+    mean_c, cov_c = color_statistics(content)
+    for style in seen_styles:
+        mean_s, cov_s = color_statistics(style)
+        torch.testing.assert_close(mean_s, mean_c, atol=1e-4, rtol=0)
+        torch.testing.assert_close(cov_s, cov_c, atol=1e-4, rtol=0)
+    assert prepare_colors(content, styles, "none")[1] == styles
+    with pytest.raises(ValueError, match="luminance"):
+        prepare_colors(content, styles, "sepia")
+
+
+def test_prepare_colors_luminance_gives_grey_images_with_the_content_luminance_histogram():
+    torch.manual_seed(2)
+    content = torch.rand(1, 3, 16, 16)
+    style = torch.rand(1, 3, 16, 16) ** 3  # darker than the content
+    seen_content, (seen_style,) = prepare_colors(content, [style], "luminance")
+    for image in (seen_content, seen_style):
+        assert torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])
+    torch.testing.assert_close(seen_content[:, :1], luminance(content))
+    torch.testing.assert_close(seen_style[:, :1].flatten().sort().values, luminance(content).flatten().sort().values)
+    # the style's own luminance ordering (its texture) is kept
+    assert torch.equal(seen_style[:, 0].flatten().argsort(), luminance(style).flatten().argsort())
+    assert torch.equal(restore_colors(seen_style, content, "luminance"), with_chroma_of(seen_style, content))
+    assert restore_colors(style, content, "match") is style
+
+
+def test_keep_luminance_takes_the_content_luminance_and_the_result_chroma():
+    content = torch.rand(1, 3, 8, 8) * 0.5 + 0.25
+    result = torch.rand(1, 3, 8, 8) * 0.5 + 0.25
+    combined = keep_luminance(result, content)
+    torch.testing.assert_close(luminance(combined), luminance(content), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rgb_to_ycbcr(combined)[:, 1:], rgb_to_ycbcr(result)[:, 1:], atol=1e-5, rtol=0)

@@ -1,8 +1,11 @@
 import pytest
 import torch
+from PIL import Image
 
+from painterly import gatys
+from painterly.color import color_statistics, rgb_to_ycbcr
 from painterly.encoder import load_encoder
-from painterly.errors import Cancelled, SettingsError
+from painterly.errors import Cancelled, PainterlyError, SettingsError
 from painterly.gatys import (
     PRESETS,
     GatysSettings,
@@ -11,6 +14,7 @@ from painterly.gatys import (
     normalized_weights,
     optimize,
     optimize_image,
+    save_checkpoint,
 )
 from painterly.images import image_to_tensor
 from painterly.losses import gram_matrix
@@ -120,3 +124,102 @@ def test_several_styles_blend_their_grams():
     assert mostly_red[:, 0].mean() - mostly_red[:, 2].mean() > mostly_blue[:, 0].mean() - mostly_blue[:, 2].mean()
     with pytest.raises(SettingsError):
         optimize_image(content, [red, blue], encoder=encoder, settings=settings, style_weights=[1])
+
+
+# The creative controls, on 32 px images and an encoder truncated at relu2_1.
+SMALL = dict(size=32, content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), weights="random",
+             device="cpu", init="content", tv_weight=1e-5)
+
+
+def ycbcr(image: Image.Image) -> torch.Tensor:
+    return rgb_to_ycbcr(image_to_tensor(image))
+
+
+def test_colour_modes_change_what_they_claim():
+    content, style = make_scene(32, 32), make_stripes(32, 32)
+    plain = optimize(content, style, iterations=8, **SMALL).image
+    kept = optimize(content, style, iterations=8, preserve_color="luminance", **SMALL).image
+    only = optimize(content, style, iterations=8, transfer_color_only=True, **SMALL).image
+    matched = optimize(content, style, iterations=8, preserve_color="match", **SMALL).image
+    c, p, k, o = ycbcr(content), ycbcr(plain), ycbcr(kept), ycbcr(only)
+    difference = lambda a, b: float((a - b).abs().mean())  # noqa: E731
+    # luminance: the content's chroma survives (the plain run loses it), the luminance is stylised
+    assert difference(k[:, 1:], c[:, 1:]) < 0.005 < 0.04 < difference(p[:, 1:], c[:, 1:])
+    assert difference(k[:, :1], c[:, :1]) > 0.01
+    # colour only: the content's luminance with the plain run's chroma
+    assert difference(o[:, :1], c[:, :1]) < 0.01 < 0.05 < difference(p[:, :1], c[:, :1])
+    assert difference(o[:, 1:], p[:, 1:]) < 0.5 * difference(o[:, 1:], c[:, 1:])
+    # match: the styles took the content's colours, so the result's mean colour stays near it
+    mean = lambda image: color_statistics(image_to_tensor(image))[0]  # noqa: E731
+    assert float((mean(matched) - mean(content)).norm()) < 0.5 * float((mean(plain) - mean(content)).norm())
+    with pytest.raises(SettingsError, match="transfer_color_only"):
+        GatysSettings(preserve_color="luminance", transfer_color_only=True)
+    with pytest.raises(SettingsError, match="preserve_color"):
+        GatysSettings(preserve_color="sepia")
+
+
+def test_masks_confine_each_style_to_its_region():
+    content = make_scene(32, 32)
+    red, blue = Image.new("RGB", (32, 32), (255, 0, 0)), Image.new("RGB", (32, 32), (0, 0, 255))
+    left = Image.new("L", (32, 32), 0)
+    left.paste(255, (0, 0, 16, 32))
+    right = Image.eval(left, lambda v: 255 - v)
+    result = optimize(content, [red, blue], masks=[left, right], iterations=30, content_weight=0.0, **SMALL)
+    out = image_to_tensor(result.image)
+    redness = out[:, 0] - out[:, 2]
+    assert float(redness[..., 2:14].mean()) > 0.3 and float(redness[..., 18:30].mean()) < -0.3
+    with pytest.raises(SettingsError, match="mask 1 is 16x32 but the content image is 32x32"):
+        optimize(content, [red, blue], masks=[left.crop((0, 0, 16, 32)), right], **SMALL)
+    with pytest.raises(SettingsError, match="1 masks given for 2 style images"):
+        optimize(content, [red, blue], masks=[left], **SMALL)
+
+
+def test_scales_go_coarse_to_fine_with_the_style_scaled_to_each(monkeypatch):
+    assert GatysSettings(size=384, scales=3).scale_sizes() == [96, 192, 384]
+    assert GatysSettings(size=400, scales=2, start_size=100).scale_sizes() == [100, 400]
+    style_sides = []
+
+    class Spy(gatys.GatysObjective):
+        def __init__(self, encoder, content, styles, settings, **kwargs):
+            style_sides.append((max(content.shape[-2:]), max(styles[0].shape[-2:])))
+            super().__init__(encoder, content, styles, settings, **kwargs)
+
+    monkeypatch.setattr(gatys, "GatysObjective", Spy)
+    seen = []
+    result = optimize(make_scene(48, 32), make_stripes(40, 40), scales=3, iterations_per_scale=(3, 2, 1), style_scale=1.5,
+                      callback=lambda p: seen.append((p.scale, p.scales, p.iteration, tuple(p.image.shape[-2:]))),
+                      **{**SMALL, "size": 48})
+    assert result.image.size == (48, 32)
+    assert style_sides == [(16, 24), (28, 42), (48, 72)]
+    assert [(s, n, i) for s, n, i, _ in seen] == [(1, 3, 1), (1, 3, 2), (1, 3, 3), (2, 3, 1), (2, 3, 2), (3, 3, 1)]
+    assert [shape for *_, shape in seen][::2] == [(11, 16), (11, 16), (19, 28)] and seen[-1][3] == (32, 48)
+    assert [row["iteration"] for row in result.history] == [1, 2, 3, 4, 5, 6]
+    for bad in (dict(style_scale=-1.0), dict(style_scale=0.0), dict(scales=0), dict(scales=2, iterations_per_scale=(1,)),
+                dict(start_size=600)):
+        with pytest.raises(SettingsError):
+            GatysSettings(**bad)
+
+
+def test_resume_continues_the_saved_run(tmp_path):
+    content, style = make_scene(32, 32), make_stripes(32, 32)
+    settings = dict(SMALL, optimizer="adam", learning_rate=20.0, init="noise")
+    path = tmp_path / "run.state.pt"
+
+    def save_at_four(progress):
+        if progress.iteration == 4:
+            save_checkpoint(progress.checkpoint(), path)
+
+    straight = optimize(content, style, iterations=8, callback=save_at_four, **settings)
+    resumed = optimize(content, style, resume=path, iterations=8, **settings)
+    assert resumed.image.tobytes() == straight.image.tobytes()
+    assert resumed.history == straight.history  # the saved history, then the same four steps
+    assert resumed.history[4]["total"] < 0.5 * straight.history[0]["total"]
+    # a run of four, continued to eight, also gives the eight-step result
+    path.unlink()
+    optimize(content, style, iterations=4, callback=save_at_four, **settings)
+    assert optimize(content, style, resume=str(path), iterations=8).image.tobytes() == straight.image.tobytes()
+    with pytest.raises(SettingsError, match="style_weight was 100.0, now 1.0"):
+        optimize(content, style, resume=path, style_weight=1.0)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(PainterlyError, match="not a painterly checkpoint"):
+        optimize(content, style, resume=tmp_path / "junk.pt")

@@ -2,7 +2,7 @@
 
 from .adain import AdaINModel, StylizeResult, stylize
 from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
-from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, optimize
+from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
 
 __version__ = "0.1.0"
@@ -19,10 +19,12 @@ __all__ = [
     "StylizeResult",
     "WeightsError",
     "get_preset",
+    "load_checkpoint",
     "load_image",
     "optimize",
     "read_metadata",
     "resize_longer_side",
+    "save_checkpoint",
     "save_image",
     "stylize",
 ]

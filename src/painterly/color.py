@@ -108,3 +108,45 @@ def match_histogram(source: torch.Tensor, reference: torch.Tensor) -> torch.Tens
     weight = positions - low
     matched = torch.gather(reference_sorted, 2, low) * (1 - weight) + torch.gather(reference_sorted, 2, high) * weight
     return matched.view(source.shape)
+
+
+#: Values of the ``preserve_color`` setting, shared by every method.
+PRESERVE_COLOR_CHOICES = ("none", "luminance", "match")
+
+
+def grey(image: torch.Tensor) -> torch.Tensor:
+    """The luminance of ``image`` repeated in three channels, as a network that wants RGB reads it."""
+    return luminance(image).repeat(1, 3, 1, 1)
+
+
+def prepare_colors(
+    content: torch.Tensor, styles: list[torch.Tensor], mode: str
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The content and styles a transfer should see under ``preserve_color`` = ``mode``.
+
+    * ``none``: unchanged.
+    * ``match``: each style is given the content's colour mean and covariance (:func:`match_color`).
+    * ``luminance``: content and styles become grey (:func:`grey`), each style's luminance first
+      histogram-matched to the content's; undo with :func:`restore_colors` after the transfer.
+    """
+    if mode == "none":
+        return content, list(styles)
+    if mode == "match":
+        return content, [match_color(style, content) for style in styles]
+    if mode == "luminance":
+        content_luma = luminance(content)
+        matched = [match_histogram(luminance(style), content_luma).repeat(1, 3, 1, 1) for style in styles]
+        return grey(content), matched
+    raise ValueError(f"unknown preserve_color mode {mode!r}: choose {', '.join(PRESERVE_COLOR_CHOICES)}")
+
+
+def restore_colors(result: torch.Tensor, content: torch.Tensor, mode: str) -> torch.Tensor:
+    """Finish a transfer made under ``mode``: for ``luminance``, the result's luminance with the
+    content's chroma; otherwise the result as it is."""
+    return with_chroma_of(result, content) if mode == "luminance" else result
+
+
+def keep_luminance(result: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Colour-only transfer: the content's luminance (its detail and shading) with the chroma
+    (Cb, Cr) of the stylised ``result``, the mirror image of luminance-only transfer."""
+    return with_chroma_of(luminance(content), result)

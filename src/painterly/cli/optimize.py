@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable
 
-from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize
-from ..images import check_output_path, load_image, merge_alpha, save_image, split_alpha, tensor_to_image
+from ..color import PRESERVE_COLOR_CHOICES
+from ..errors import ImageError
+from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize, save_checkpoint
+from ..images import (
+    check_output_path,
+    list_images,
+    load_image,
+    merge_alpha,
+    save_image,
+    split_alpha,
+    tensor_to_image,
+)
 from ..plotting import plot_losses
 from .common import (
     OptimizationProgress,
@@ -24,20 +35,45 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --size 300 --iterations 200
   painterly optimize photo.jpg starry_night.jpg -o out.png --weights random --init content \\
       --tv-weight 1e-5 --save-every 50 --plot losses.png
+  painterly optimize photo.jpg starry_night.jpg the_scream.jpg --style-weights 3 7 -o blend.png
+  painterly optimize photo.jpg styles/ -o out.png                  # every image in a folder
+  painterly optimize photo.jpg starry_night.jpg --preserve-color luminance -o out.png
+  painterly optimize photo.jpg starry_night.jpg --style-scale 0.5 -o finer_strokes.png
+  painterly optimize photo.jpg starry_night.jpg --size 1024 --scales 3 --iterations-per-scale 300 200 100
+  painterly optimize photo.jpg sky.jpg ground.jpg --mask top.png bottom.png -o out.png
+  painterly optimize photo.jpg starry_night.jpg -o out.png --save-every 100     # writes out.state.pt
+  painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
 presets:
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = add_subcommand(
-        subparsers, "optimize", help="repaint an image by optimisation (Gatys et al.; slow, any style)", examples=EXAMPLES
-    )
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int | None = None,
+                           iterations_default: int | None = None) -> None:
+    """The inputs and settings of a transfer, shared by ``optimize`` and ``sweep``."""
     parser.add_argument("content", help="the image to repaint")
-    parser.add_argument("style", help="the painting whose style to copy")
-    parser.add_argument("-o", "--output", help="output PNG or JPEG (default: CONTENT_STYLE.png here)")
+    parser.add_argument("styles", nargs="+", metavar="STYLE",
+                        help="the painting(s) whose style to copy; a folder stands for the images in it")
+    parser.add_argument("--style-weights", type=non_negative_float, nargs="+", metavar="W",
+                        help="blend weights, one per style image (normalised to sum 1; default: equal)")
+    parser.add_argument("--mask", nargs="+", metavar="IMAGE", dest="masks",
+                        help="one greyscale mask per style, the content's size: each style applies where "
+                        "its mask is white (grey values blend)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help=f"recipe (default: {DEFAULT_PRESET})")
-    parser.add_argument("--size", type=positive_int, help="longer side of the output in pixels (default: the preset's)")
-    parser.add_argument("--iterations", type=positive_int, help="optimisation steps (default: the preset's)")
+    default = lambda value: f"default: {value}" if value else "default: the preset's"  # noqa: E731
+    parser.add_argument("--size", type=positive_int, default=size_default,
+                        help=f"longer side of the output in pixels ({default(size_default)})")
+    parser.add_argument("--iterations", type=positive_int, default=iterations_default,
+                        help=f"optimisation steps at each scale ({default(iterations_default)})")
     parser.add_argument(
         "--weights", default="auto",
         help="encoder weights: vgg19, vgg19-normalised, random, a .pth file, or auto "
@@ -51,58 +87,150 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--optimizer", choices=("lbfgs", "adam", "sgd"), help="default: the preset's")
     parser.add_argument("--learning-rate", type=non_negative_float, help="default: the preset's")
     parser.add_argument("--init", help="start from 'content', 'noise', or an image file (default: the preset's)")
-    parser.add_argument("--save-every", type=positive_int, metavar="N", help="also write OUTPUT_<iteration> every N iterations")
+    parser.add_argument(
+        "--preserve-color", choices=PRESERVE_COLOR_CHOICES,
+        help="keep the content's colours: 'luminance' transfers on the luminance only (the style's "
+        "histogram matched to the content's) and puts back the content's chroma; 'match' first gives "
+        "the style images the content's colour mean and covariance (default: none)",
+    )
+    parser.add_argument("--transfer-color-only", action="store_true",
+                        help="the opposite: keep the content's luminance (detail, shading) and take only the "
+                        "stylised result's chroma")
+    parser.add_argument("--style-scale", type=positive_float,
+                        help="style images' longer side as a multiple of the output's (default: 1; "
+                        "smaller gives finer brush strokes)")
+    parser.add_argument("--scales", type=positive_int,
+                        help="coarse-to-fine optimisation over this many sizes, each starting from the previous "
+                        "result upsampled (default: 1)")
+    parser.add_argument("--start-size", type=positive_int, metavar="PX",
+                        help="longer side at the first scale (default: SIZE halved per extra scale)")
+    parser.add_argument("--iterations-per-scale", type=positive_int, nargs="+", metavar="N",
+                        help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
+    add_runtime_arguments(parser)
+
+
+def style_paths(arguments: list[str]) -> list[Path]:
+    """The style files named on the command line, a folder standing for the images in it."""
+    paths: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise ImageError(f"{path}: the folder holds no images")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def transfer_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """Read the inputs and settings of :func:`add_transfer_arguments` into :func:`optimize` keywords."""
+    init_image, init = None, args.init
+    if init not in (None, "content", "noise"):
+        init_image, init = load_image(init), None
+    return {
+        "style": [load_image(path) for path in style_paths(args.styles)],
+        "style_weights": args.style_weights,
+        "masks": [load_image(path) for path in args.masks] if args.masks else None,
+        "preset": args.preset,
+        "size": args.size,
+        "iterations": args.iterations,
+        "weights": args.weights,
+        "init_image": init_image,
+        "seed": args.seed,
+        "device": args.device,
+        "download_progress": download_bar(args.quiet),
+        "content_weight": args.content_weight,
+        "style_weight": args.style_weight,
+        "tv_weight": args.tv_weight,
+        "content_layers": tuple(args.content_layers) if args.content_layers else None,
+        "style_layers": tuple(args.style_layers) if args.style_layers else None,
+        "optimizer": args.optimizer,
+        "learning_rate": args.learning_rate,
+        "init": init,
+        "preserve_color": args.preserve_color,
+        "transfer_color_only": args.transfer_color_only or None,
+        "style_scale": args.style_scale,
+        "scales": args.scales,
+        "start_size": args.start_size,
+        "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
+    }
+
+
+class ScaleProgress:
+    """One progress bar per scale (described by ``description``), and ``on_iteration`` after each step."""
+
+    def __init__(self, *, quiet: bool, description: str = "optimising",
+                 on_iteration: Callable[[Progress], None] | None = None) -> None:
+        self.quiet, self.description, self.on_iteration = quiet, description, on_iteration
+        self.scale = 0
+        self.bar: OptimizationProgress | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.scale != self.scale:
+            self.close()
+            self.scale = progress.scale
+            description = self.description + (f", scale {progress.scale}/{progress.scales}" if progress.scales > 1 else "")
+            self.bar = OptimizationProgress(quiet=self.quiet, description=description, on_iteration=self.on_iteration)
+        self.bar(progress)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_subcommand(
+        subparsers, "optimize", help="repaint an image by optimisation (Gatys et al.; slow, any style)", examples=EXAMPLES
+    )
+    add_transfer_arguments(parser)
+    parser.add_argument("-o", "--output", help="output PNG or JPEG (default: CONTENT_STYLE.png here)")
+    parser.add_argument("--save-every", type=positive_int, metavar="N",
+                        help="every N iterations write OUTPUT_<iteration> (OUTPUT_scale<k>_<iteration> with "
+                        "several scales) and the run's state OUTPUT.state.pt, for --resume")
+    parser.add_argument("--resume", metavar="STATE",
+                        help="continue the run saved in STATE (a .state.pt from --save-every) with its settings, "
+                        "seed and weights; only --iterations/--iterations-per-scale may change")
     parser.add_argument("--plot", nargs="?", const="", metavar="PNG", help="write a loss-curve PNG (default name: OUTPUT_losses.png)")
     parser.add_argument("--keep-alpha", action="store_true", help="give the output the content image's transparency")
-    add_runtime_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    output = Path(args.output) if args.output else Path(f"{Path(args.content).stem}_{Path(args.style).stem}.png")
-    check_output_path(output, inputs=(args.content, args.style))
-    content = load_image(args.content, keep_alpha=args.keep_alpha)
-    style = load_image(args.style)
-    init_image, init = None, args.init
-    if init not in (None, "content", "noise"):
-        init_image, init = load_image(init), None
-    content, alpha = split_alpha(content)
+    output = Path(args.output) if args.output else Path(f"{Path(args.content).stem}_{Path(args.styles[0]).stem}.png")
+    check_output_path(output, inputs=(args.content, *args.styles))
+    state_path = output.with_suffix(".state.pt")
+    content, alpha = split_alpha(load_image(args.content, keep_alpha=args.keep_alpha))
+    keywords = transfer_keywords(args)
+    saved_state = False
 
     def save_intermediate(progress: Progress) -> None:
-        if args.save_every and progress.iteration % args.save_every == 0 and progress.iteration < progress.iterations:
-            save_image(tensor_to_image(progress.image.cpu()), numbered_path(output, progress.iteration))
+        if not args.save_every or progress.iteration % args.save_every:
+            return
+        if progress.iteration < progress.iterations:
+            name = output.with_name(f"{output.stem}_scale{progress.scale}{output.suffix}") if progress.scales > 1 else output
+            save_image(tensor_to_image(progress.image.cpu()), numbered_path(name, progress.iteration))
+        save_checkpoint(progress.checkpoint(), state_path)
+        nonlocal saved_state
+        saved_state = True
 
-    bar = OptimizationProgress(quiet=args.quiet, on_iteration=save_intermediate)
+    bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate)
     try:
-        result = optimize(
-            content,
-            style,
-            preset=args.preset,
-            size=args.size,
-            iterations=args.iterations,
-            weights=args.weights,
-            init_image=init_image,
-            seed=args.seed,
-            device=args.device,
-            callback=bar,
-            download_progress=download_bar(args.quiet),
-            content_weight=args.content_weight,
-            style_weight=args.style_weight,
-            tv_weight=args.tv_weight,
-            content_layers=tuple(args.content_layers) if args.content_layers else None,
-            style_layers=tuple(args.style_layers) if args.style_layers else None,
-            optimizer=args.optimizer,
-            learning_rate=args.learning_rate,
-            init=init,
-        )
+        result = optimize(content, callback=bar, resume=args.resume, **keywords)
     finally:
         bar.close()
     if result.weights_note:
         info(result.weights_note)
     image = merge_alpha(result.image, alpha)
-    metadata = {**result.metadata(), "content": Path(args.content).name, "style": Path(args.style).name}
+    styles = [path.name for path in style_paths(args.styles)]
+    metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles}
+    if args.masks:
+        metadata["masks"] = [Path(path).name for path in args.masks]
     save_image(image, output, metadata=metadata)
     info(f"wrote {output} ({image.width}x{image.height}, weights {result.weights}, seed {result.seed})")
+    if saved_state:
+        info(f"wrote {state_path} (continue with --resume {state_path})")
     if args.plot is not None:
         plot_path = Path(args.plot) if args.plot else output.with_name(f"{output.stem}_losses.png")
         plot_losses(result.history, plot_path, title=f"painterly optimize, preset {args.preset}")

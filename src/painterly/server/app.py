@@ -1,0 +1,466 @@
+"""The web studio: one page and the small JSON API behind it (described in :mod:`.openapi`).
+
+Routes, limits and the glue to the job queue. What a client sends is checked here, before any
+work is queued: uploads larger than ``max_upload_bytes`` in all (413), files that are not
+images (400, with :func:`painterly.images.load_image`'s message), settings out of range (400),
+example names not in the bundled list (400; a client never names a file), and a full queue
+(429). Nothing is fetched from the internet, by the server or by the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import math
+import re
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, AsyncIterator, Sequence
+
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message
+
+from .. import __version__
+from ..device import resolve_device
+from ..errors import ImageError, PainterlyError, SettingsError
+from ..gatys import DEFAULT_PRESET, PRESETS, get_preset, normalized_weights
+from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
+from ..weights import is_cached
+from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
+from .openapi import openapi_document
+
+#: What the page starts with. Optimisation starts from the content image here (the presets
+#: mostly start from noise), so that the live preview means something from the first iteration.
+DEFAULTS: dict[str, Any] = {
+    "method": "optimize",
+    "size": 256,
+    "iterations": 100,
+    "alpha": 1.0,
+    "preserve_color": False,
+    "preset": DEFAULT_PRESET,
+    "init": "content",
+    "seed": 0,
+}
+#: Content-Security-Policy of the page: it may talk to this server only, never to the internet.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may ask of the studio."""
+
+    max_upload_bytes: int = 25 * 2**20  # the whole request: content and style files together
+    max_size: int = 1024  # longer side of the output, pixels
+    max_iterations: int = 1000
+    max_styles: int = 4
+    queue_size: int = 4  # jobs waiting behind the running one
+    max_jobs: int = 50  # finished jobs kept (with their results)
+    job_ttl: float = 3600.0  # seconds a finished job is kept
+
+    def __post_init__(self) -> None:
+        check_size(self.max_size, what="max_size")
+        for name in ("max_upload_bytes", "max_iterations", "max_styles", "max_jobs"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def defaults(self) -> dict[str, Any]:
+        """:data:`DEFAULTS`, brought within these limits."""
+        return DEFAULTS | {"size": min(DEFAULTS["size"], self.max_size), "iterations": min(DEFAULTS["iterations"], self.max_iterations)}
+
+
+class RequestTooLarge(PainterlyError):
+    """An upload over the size cap."""
+
+
+def bundled_examples() -> dict[str, bytes]:
+    """The example images shipped with painterly (a few small JPEGs), by file name without ``.jpg``."""
+    folder = resources.files("painterly") / "examples"
+    files = sorted((item.name, item) for item in folder.iterdir() if item.name.endswith(".jpg"))
+    return {name[: -len(".jpg")]: item.read_bytes() for name, item in files}
+
+
+def methods_available() -> dict[str, dict[str, Any]]:
+    """Each method with whether it can run now, and why not."""
+    adain_ready = is_cached("adain")
+    return {
+        "optimize": {"available": True, "label": "Optimisation (Gatys et al.)", "reason": None},
+        "stylize": {
+            "available": adain_ready,
+            "label": "AdaIN (fast)",
+            "reason": None if adain_ready else "the AdaIN weights are not cached: run painterly stylize once to download them",
+        },
+    }
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(
+    *,
+    device: str = "auto",
+    weights: str = "auto",
+    limits: Limits = Limits(),
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The studio as an ASGI app; its job queue starts and stops with the app's lifespan.
+
+    ``weights`` is what optimisation uses, as ``painterly optimize --weights`` (``auto``: the
+    preset's pretrained weights if cached or downloadable, else seeded random ones).
+    ``allowed_hosts`` restricts the Host header (a guard against DNS rebinding when serving
+    on loopback); None allows any.
+    """
+    resolved_device = resolve_device(device)
+    page = (resources.files("painterly.server") / "static" / "index.html").read_bytes()
+    examples = bundled_examples()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.queue = JobQueue(
+            device=resolved_device,
+            weights=weights,
+            queue_size=limits.queue_size,
+            max_jobs=limits.max_jobs,
+            job_ttl=limits.job_ttl,
+        )
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.state.queue.close)
+
+    def queue(request: Request) -> JobQueue:
+        return request.app.state.queue
+
+    async def index(request: Request) -> Response:
+        return Response(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "version": __version__,
+                "device": str(resolved_device),
+                "weights": weights,
+                "methods": methods_available(),
+                "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers},
+                "defaults": limits.defaults(),
+                "presets": list(PRESETS),
+                "examples": [example_entry(name) for name in examples],
+            }
+        )
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(limits=limits, defaults=limits.defaults(), examples=list(examples)))
+
+    async def list_examples(request: Request) -> Response:
+        return JSONResponse([example_entry(name) for name in examples])
+
+    async def get_example(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in examples:
+            return error(404, f"no example named {name!r}")
+        return Response(examples[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    async def create_job(request: Request) -> Response:
+        try:
+            form = await read_form(request, limits)
+            try:
+                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples))
+            finally:
+                await form.close()
+        except RequestTooLarge as problem:
+            return error(413, str(problem))
+        except QueueFull as problem:
+            return error(429, str(problem), headers={"Retry-After": "5"})
+        except (SettingsError, ImageError) as problem:
+            return error(400, str(problem))
+        status = queue(request).status(job.id)
+        return JSONResponse(status, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+    async def job_status(request: Request) -> Response:
+        status = queue(request).status(request.path_params["id"])
+        if status is None:
+            return unknown_job(request)
+        return JSONResponse(status, headers={"Cache-Control": "no-store"})
+
+    async def cancel_job(request: Request) -> Response:
+        status = queue(request).cancel(request.path_params["id"])
+        if status is None:
+            return unknown_job(request)
+        return JSONResponse(status, status_code=202 if status["status"] == "running" else 200)
+
+    async def job_preview(request: Request) -> Response:
+        if queue(request).status(request.path_params["id"]) is None:
+            return unknown_job(request)
+        preview = queue(request).preview(request.path_params["id"])
+        if preview is None:
+            return error(404, "no preview yet: optimisation shows one after its first iteration")
+        return Response(preview, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def job_result(request: Request) -> Response:
+        job_id = request.path_params["id"]
+        found = queue(request).result(job_id)
+        if found is None:
+            return unknown_job(request)
+        status, path = found
+        if path is None:
+            return error(409, f"job {job_id} has no result: it is {status}")
+        try:
+            data = await run_in_threadpool(path.read_bytes)
+        except FileNotFoundError:  # evicted between the lookup and the read
+            return unknown_job(request)
+        job = queue(request).status(job_id) or {}
+        name = download_name(job.get("content", "result"), (job.get("styles") or ["style"])[0])
+        return Response(data, media_type="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    async def http_error(request: Request, problem: Exception) -> Response:
+        assert isinstance(problem, HTTPException)
+        return error(problem.status_code, str(problem.detail))
+
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/openapi.json", openapi),
+        Route("/api/examples", list_examples),
+        Route("/api/examples/{name}", get_example),
+        Route("/api/jobs", create_job, methods=["POST"]),
+        Route("/api/jobs/{id}", job_status),
+        Route("/api/jobs/{id}", cancel_job, methods=["DELETE"]),
+        Route("/api/jobs/{id}/preview", job_preview),
+        Route("/api/jobs/{id}/result", job_result),
+    ]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+
+
+def error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Every error the API gives: ``{"error": message}`` with its HTTP status."""
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def unknown_job(request: Request) -> JSONResponse:
+    return error(404, f"no job {request.path_params['id']!r} (unknown, or finished long ago and evicted)")
+
+
+def example_entry(name: str) -> dict[str, str]:
+    return {"name": name, "url": f"/api/examples/{name}"}
+
+
+def download_name(content: str, style: str) -> str:
+    """``{content}_{style}.png`` as the CLI names outputs, with only safe characters."""
+    stem = "_".join(re.sub(r"[^A-Za-z0-9_-]+", "-", part.rsplit(".", 1)[0])[:40] for part in (content, style))
+    return f"{stem}.png"
+
+
+async def read_form(request: Request, limits: Limits) -> FormData:
+    """The multipart form, read only as far as ``limits.max_upload_bytes`` (else RequestTooLarge)."""
+    too_large = RequestTooLarge(f"the upload is over the studio's limit of {limits.max_upload_bytes / 2**20:g} MB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_upload_bytes:
+        raise too_large
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limits.max_upload_bytes:  # a chunked upload announces no length
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return await Request(request.scope, replay).form(max_files=limits.max_styles + 1, max_fields=32)
+
+
+async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes]) -> JobRequest:
+    """Validate the form (:class:`SettingsError`, :class:`ImageError`) into a job request.
+
+    ``content`` and each ``style`` are an uploaded file or the name of a bundled example.
+    """
+    defaults = limits.defaults()
+    method = text_field(form, "method") or defaults["method"]
+    if method not in METHODS:
+        raise SettingsError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    availability = methods_available()[method]
+    if not availability["available"]:
+        raise SettingsError(f"method {method!r} is not available: {availability['reason']}")
+    size = int_field(form, "size", defaults, low=MIN_SIZE, high=limits.max_size)
+    iterations = int_field(form, "iterations", defaults, low=1, high=limits.max_iterations)
+    seed = int_field(form, "seed", defaults, low=0, high=2**63 - 1)
+    alpha = float_field(form, "alpha", defaults, low=0.0, high=1.0)
+    preserve_color = bool_field(form, "preserve_color", defaults)
+    preset = text_field(form, "preset") or defaults["preset"]
+    get_preset(preset)
+    init = text_field(form, "init") or defaults["init"]
+    if init not in ("content", "noise"):
+        raise SettingsError(f"unknown init {init!r}: choose content or noise")
+
+    contents = form.getlist("content")
+    styles = form.getlist("style")
+    if len(contents) != 1:
+        raise SettingsError("give one content image: a file or the name of an example")
+    if not styles:
+        raise SettingsError("give at least one style image: a file or the name of an example")
+    if len(styles) > limits.max_styles:
+        raise SettingsError(f"{len(styles)} style images given: the studio takes up to {limits.max_styles}")
+    style_weights = None
+    if text_field(form, "style_weights"):
+        style_weights = tuple(float_list(text_field(form, "style_weights") or "", "style_weights"))
+        normalized_weights(style_weights, len(styles))  # raises for a wrong count or bad values
+
+    content, content_name = await read_image(contents[0], "content", examples, working_size(method, "content", size))
+    style_size = working_size(method, "style", size)
+    loaded = [await read_image(style, "style", examples, style_size) for style in styles]
+    return JobRequest(
+        method=method,
+        content=content,
+        styles=tuple(image for image, _ in loaded),
+        content_name=content_name,
+        style_names=tuple(name for _, name in loaded),
+        size=size,
+        iterations=iterations,
+        alpha=alpha,
+        preserve_color=preserve_color,
+        style_weights=style_weights,
+        preset=preset,
+        init=init,
+        seed=seed,
+    )
+
+
+async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int) -> tuple[Image.Image, str]:
+    """Decode an uploaded file, or a bundled example by name, at ``size`` pixels on its longer
+    side: ``(image, name for metadata)``."""
+    if isinstance(item, str):
+        name = item.strip()
+        if name not in examples:
+            raise SettingsError(f"{field}: no example named {name[:60]!r}; the examples are {', '.join(examples)}")
+        data, label = examples[name], f"{name}.jpg"
+    else:
+        data = await item.read()
+        label = (item.filename or field).replace("\\", "/").rsplit("/", 1)[-1][:100]
+    try:
+        image = await run_in_threadpool(load_image, data)
+    except ImageError as problem:
+        raise ImageError(f"{field} file {label!r} refused: {problem}") from None
+    return await run_in_threadpool(resize_longer_side, image, size), label
+
+
+def text_field(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SettingsError(f"{name} must be a form field, not a file")
+    return value.strip()
+
+
+def int_field(form: FormData, name: str, defaults: dict[str, Any], *, low: int, high: int) -> int:
+    text = text_field(form, name)
+    if text is None:
+        return defaults[name]
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {text[:40]!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} {value} is out of range: choose {low} to {high}")
+    return value
+
+
+def float_field(form: FormData, name: str, defaults: dict[str, Any], *, low: float, high: float) -> float:
+    text = text_field(form, name)
+    if text is None:
+        return defaults[name]
+    value = float_list(text, name)
+    if len(value) != 1 or not low <= value[0] <= high:
+        raise SettingsError(f"{name} must be a number from {low:g} to {high:g}, got {text[:40]!r}")
+    return value[0]
+
+
+def float_list(text: str, name: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise SettingsError(f"{name} must be numbers, got {text[:40]!r}") from None
+    if not values or not all(math.isfinite(value) for value in values):
+        raise SettingsError(f"{name} must be finite numbers, got {text[:40]!r}")
+    return values
+
+
+def bool_field(form: FormData, name: str, defaults: dict[str, Any]) -> bool:
+    text = text_field(form, name)
+    if text is None:
+        return defaults[name]
+    if text.lower() in ("1", "true", "on", "yes"):
+        return True
+    if text.lower() in ("0", "false", "off", "no"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {text[:40]!r}")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: one the OS picks)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as problem:
+        raise PainterlyError(f"cannot listen on {host}:{port} ({problem.strerror or problem})") from None
+    return sock
+
+
+class StudioServer:
+    """Serve ``app`` with uvicorn on a socket from :func:`listen`.
+
+    :meth:`run` blocks until Ctrl+C (the CLI); as a context manager it serves from a background
+    thread until the block ends (tests, notebooks). ``url`` is where the page is.
+    """
+
+    def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn
+
+        self.socket = listen(host, port)
+        bound_host, bound_port = self.socket.getsockname()[:2]
+        self.url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}/"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def __enter__(self) -> "StudioServer":
+        self.thread = threading.Thread(target=self.run, name="painterly-studio", daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise PainterlyError("the studio server stopped while starting")
+            self.thread.join(timeout=0.02)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=60)
+        self.socket.close()
