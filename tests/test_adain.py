@@ -198,13 +198,28 @@ def test_masks_choose_where_each_style_goes(model):
 def test_preserve_color_gives_the_style_the_contents_colours_first(model):
     content, style = make_scene(40, 32), make_stripes(32, 32)
     kwargs = dict(style_size=None, model=model)
-    kept = stylize(content, style, preserve_color=True, **kwargs)
+    kept = stylize(content, style, preserve_color="match", **kwargs)
     matched_style = tensor_to_image(match_color(image_to_tensor(style), image_to_tensor(content)))
     by_hand = stylize(content, matched_style, **kwargs)
     plain = stylize(content, style, **kwargs)
     assert np.abs(pixels(kept.image) - pixels(by_hand.image)).mean() < 1 / 255
     assert np.abs(pixels(kept.image) - pixels(plain.image)).mean() > 2 / 255
-    assert kept.metadata()["preserve_color"] is True
+    assert kept.metadata()["preserve_color"] == "match"
+    with pytest.raises(SettingsError, match="preserve_color"):
+        stylize(content, style, preserve_color="sepia", **kwargs)
+
+
+def test_luminance_mode_keeps_the_contents_chroma(model):
+    content, style = make_scene(40, 32), make_stripes(32, 32)
+    kwargs = dict(style_size=None, model=model)
+    chroma = lambda image: pixels(image.convert("YCbCr"))[..., 1:]
+    luma = lambda image: pixels(image.convert("L"))
+    kept = stylize(content, style, preserve_color="luminance", **kwargs).image
+    plain = stylize(content, style, **kwargs).image
+    assert np.abs(chroma(kept) - chroma(content)).mean() < 1 / 255  # rounding only
+    assert np.abs(chroma(plain) - chroma(content)).mean() > 4 * np.abs(chroma(kept) - chroma(content)).mean()
+    assert np.abs(luma(kept) - luma(plain)).mean() > 0  # the luminance is the transfer's, not the content's
+    assert np.abs(luma(kept) - luma(content)).mean() > 1 / 255
 
 
 def test_each_style_is_encoded_once(model, monkeypatch):

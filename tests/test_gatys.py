@@ -11,12 +11,12 @@ from painterly.gatys import (
     GatysSettings,
     get_preset,
     learning_rate_at,
-    normalized_weights,
     optimize,
     optimize_image,
     save_checkpoint,
 )
 from painterly.images import image_to_tensor
+from painterly.losses import normalized_weights
 from painterly.losses import gram_matrix
 
 from conftest import make_scene, make_stripes

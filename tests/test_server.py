@@ -21,10 +21,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from painterly import optimize
-from painterly.images import image_to_tensor, load_image
+from painterly.images import load_image
 from painterly.server import Limits, create_app
 from painterly.server.app import bundled_examples
-from painterly.server.jobs import colors_of
 from painterly.weights import REGISTRY, cached_path, layout_keys
 
 from conftest import SRC, make_scene, make_stripes
@@ -139,7 +138,7 @@ def test_upload_over_the_cap_is_413() -> None:
         (None, {"size": "big"}, "size must be a whole number"),
         (None, {"iterations": 0}, "iterations 0 is out of range"),
         (None, {"alpha": 1.5}, "alpha must be a number from 0 to 1"),
-        (None, {"preserve_color": "maybe"}, "preserve_color must be true or false"),
+        (None, {"preserve_color": "maybe"}, "preserve_color must be one of none, luminance, match"),
         (None, {"method": "deepdream"}, "unknown method"),
         (None, {"method": "stylize"}, "not available"),
         (None, {"preset": "nope"}, "unknown preset"),
@@ -167,7 +166,7 @@ def test_a_job_runs_to_completion() -> None:
     with studio(weights="auto") as client:
         folder = client.app.state.queue.folder
         response = post_job(client, styles=[make_stripes(48, 32), "starry_night"], size=32, iterations=3,
-                            style_weights="1 3", seed=5)
+                            style_weights="1 3", seed=5, preserve_color="luminance")
         assert response.status_code == 202
         job = response.json()
         assert response.headers["location"] == f"/api/jobs/{job['id']}"
@@ -186,13 +185,14 @@ def test_a_job_runs_to_completion() -> None:
         image = Image.open(io.BytesIO(result.content))
         assert image.size == preview.size == (32, 21)
         assert image.text["iterations"] == "3" and image.text["seed"] == "5"
+        assert image.text["preserve_color"] == "luminance"
         assert image.text["style"] == '["style0.png", "starry_night.jpg"]'
         start = np.asarray(make_scene(48, 32).resize((32, 21), Image.Resampling.LANCZOS), dtype=float)
         assert np.abs(np.asarray(image, dtype=float) - start).mean() > 0.5  # it was repainted
         # ... exactly as the Python API repaints it with the same settings.
         starry = load_image(bundled_examples()["starry_night"])
         direct = optimize(make_scene(48, 32), [make_stripes(48, 32), starry], size=32, iterations=3, weights="random",
-                          style_weights=(1, 3), seed=5, init="content", device="cpu")
+                          style_weights=(1, 3), seed=5, init="content", device="cpu", preserve_color="luminance")
         assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(direct.image))
 
         assert client.delete(f"/api/jobs/{job['id']}").status_code == 200  # a finished job is forgotten
@@ -244,23 +244,15 @@ def test_stylize_is_offered_and_runs_when_its_weights_are_cached(adain_weights: 
     with studio() as client:
         assert client.get("/api/info").json()["methods"]["stylize"]["available"] is True
         response = post_job(client, styles=["mondrian", make_stripes(48, 32)], method="stylize", size=40, alpha=0.5,
-                            preserve_color="true", style_weights="2 1")
+                            preserve_color="match", style_weights="2 1")
         assert response.status_code == 202
         status = wait(client, response.json()["id"])
         assert status["status"] == "done", status["error"]
-        assert status["settings"] == {"size": 40, "preserve_color": True, "style_weights": [2.0, 1.0], "alpha": 0.5}
+        assert status["settings"] == {"size": 40, "preserve_color": "match", "style_weights": [2.0, 1.0], "alpha": 0.5}
         image = Image.open(io.BytesIO(client.get(status["result_url"]).content))
     assert image.size == (40, 27)
     assert image.text["painterly.method"] == "stylize"
-    assert float(image.text["alpha"]) == 0.5 and image.text["preserve_color"] == "true"
-
-
-def test_preserve_color_gives_the_styles_the_contents_colours() -> None:
-    content, style = make_scene(48, 32), make_stripes(48, 32)
-    matched = image_to_tensor(colors_of(style, content))
-    want = image_to_tensor(content).mean(dim=(2, 3))
-    assert (matched.mean(dim=(2, 3)) - want).abs().max() < 0.03
-    assert (image_to_tensor(style).mean(dim=(2, 3)) - want).abs().max() > 0.1
+    assert float(image.text["alpha"]) == 0.5 and image.text["preserve_color"] == "match"
 
 
 def test_cli_serves_and_warns_when_exposed() -> None:

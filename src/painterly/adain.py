@@ -32,13 +32,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .color import match_color
+from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
 from .device import resolve_device
 from .encoder import VGG19Encoder, load_encoder
 from .errors import SettingsError, WeightsError
-from .gatys import normalized_weights  # one rule for blending styles, shared by both methods
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
-from .losses import channel_mean_std
+from .losses import channel_mean_std, normalized_weights
 from .weights import Progress, check_layout, is_registry_name, load_weights
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
@@ -264,7 +263,7 @@ class StylizeResult:
 
 
 def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Sequence[float] | None = None,
-                   masks: Sequence[Any] | None = None, tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE,
+                   preserve_color: str = "none", masks: Sequence[Any] | None = None, tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE,
                    tile_overlap: int = DEFAULT_TILE_OVERLAP) -> list[float]:
     """Refuse impossible :func:`stylize` settings with a :class:`SettingsError` (before any work:
     a batch checks once); returns the style weights normalised to sum 1 (equal when None;
@@ -273,6 +272,8 @@ def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Seque
         raise SettingsError("no style image given")
     if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
         raise SettingsError(f"alpha must be between 0 and 1, got {alpha}")
+    if preserve_color not in PRESERVE_COLOR_CHOICES:
+        raise SettingsError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}, got {preserve_color!r}")
     if masks is not None and style_weights is not None:
         raise SettingsError("give style weights or masks, not both: the masks say how much of each style goes where")
     if masks is not None and len(masks) != style_count:
@@ -455,7 +456,7 @@ def stylize(
     *,
     alpha: float = 1.0,
     style_weights: Sequence[float] | None = None,
-    preserve_color: bool = False,
+    preserve_color: str = "none",
     masks: Sequence[Image.Image] | None = None,
     content_size: int | None = None,
     style_size: int | None = DEFAULT_STYLE_SIZE,
@@ -475,7 +476,10 @@ def stylize(
     - ``style_weights``: one per style, normalised to sum 1 (negative or all-zero refused);
       equal when None. ``masks``: one image per style, the content's size, white where that
       style goes (grey for a partial share); not combined with ``style_weights``.
-    - ``preserve_color``: the style image first gets the content's colour mean and covariance.
+    - ``preserve_color``: ``none``; ``match``, the style images first get the content's colour
+      mean and covariance (the AdaIN paper's colour control); ``luminance``, transfer on the
+      luminance only, the styles' luminance histogram-matched to the content's, then the
+      content's chroma (Gatys et al. 2017). The same modes as :func:`painterly.optimize`.
     - ``content_size``: longer side of the output (None: the content's own size);
       ``style_size``: longer side the style is encoded at (None: its own size).
     - ``encoder``, ``decoder``: weight names or files (see :meth:`AdaINModel.load`); ``seed``
@@ -495,7 +499,8 @@ def stylize(
     back, so it has the content's (resized) size exactly.
     """
     styles = [style] if isinstance(style, Image.Image) else list(style)
-    weights = check_settings(style_count=len(styles), alpha=alpha, style_weights=style_weights, masks=masks,
+    weights = check_settings(style_count=len(styles), alpha=alpha, style_weights=style_weights,
+                             preserve_color=preserve_color, masks=masks,
                              tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     content = content.convert("RGB")
     checked_masks = _check_masks(masks, content.size) if masks is not None else None
@@ -507,22 +512,22 @@ def stylize(
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device)
     tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
 
+    # Luminance-only transfer runs the network on the grey content (Pillow's L is BT.601 luma,
+    # as color.luminance) and gives the result the content's chroma back at the end.
+    net_content = content.convert("L").convert("RGB") if preserve_color == "luminance" else content
     with torch.no_grad():
-        # Tiled, this is the downscaled copy (enough for colour statistics): the whole image is
-        # never held in float.
-        content_tensor = image_to_tensor(_colour_reference(content) if tiled else content).to(model.device)
-        style_stats = []
-        for style_image in styles:
-            style_tensor = image_to_tensor(style_image.convert("RGB")).to(model.device)
-            if preserve_color:
-                style_tensor = match_color(style_tensor, content_tensor)
-            style_stats.append(model.style_statistics(style_tensor))
+        # Colour statistics need no more than a downscaled copy: the whole image is never held
+        # in float when tiled.
+        reference = image_to_tensor(_colour_reference(content)).to(model.device)
+        style_tensors = [image_to_tensor(s.convert("RGB")).to(model.device) for s in styles]
+        _, style_tensors = prepare_colors(reference, style_tensors, preserve_color)
+        style_stats = [model.style_statistics(style_tensor) for style_tensor in style_tensors]
+        del reference, style_tensors
         if tiled:
-            del content_tensor
-            image = _stylize_tiles(model, content, style_stats, checked_masks, weights, alpha, tile_size,
+            image = _stylize_tiles(model, net_content, style_stats, checked_masks, weights, alpha, tile_size,
                                    tile_overlap, callback)
         else:
-            padded = pad_to_multiple(content_tensor)
+            padded = pad_to_multiple(image_to_tensor(net_content).to(model.device))
             features = model.encode(padded)
             mask_arrays = [_mask_array(m, content.size) for m in checked_masks] if checked_masks else None
             maps = _maps(mask_arrays, weights, (0, 0, *padded.shape[-2:]), features.shape[-2:], model.device)
@@ -534,11 +539,13 @@ def stylize(
             image = tensor_to_image(decoded[..., : content.height, : content.width].cpu())
             if callback is not None:
                 callback(1, 1)
+    if preserve_color == "luminance":
+        image = with_chroma_of_image(image, content)
 
     settings = {
         "alpha": float(alpha),
         "style_weights": weights,
-        "preserve_color": bool(preserve_color),
+        "preserve_color": preserve_color,
         "mask": checked_masks is not None,
         "content_size": content_size,
         "style_size": style_size,

@@ -15,6 +15,7 @@ Images are tensors (N, 3, H, W) in [0, 1]. Luminance and chroma are BT.601 YCbCr
 from __future__ import annotations
 
 import torch
+from PIL import Image
 
 _RGB_TO_YCBCR = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
@@ -58,6 +59,14 @@ def with_chroma_of(luma: torch.Tensor, chroma_source: torch.Tensor) -> torch.Ten
     if source.shape[-2:] != luma.shape[-2:]:
         source = torch.nn.functional.interpolate(source, size=luma.shape[-2:], mode="bilinear", align_corners=False)
     return ycbcr_to_rgb(torch.cat([luma, source[:, 1:]], dim=1)).clamp(0, 1)
+
+
+def with_chroma_of_image(luma_source: Image.Image, chroma_source: Image.Image) -> Image.Image:
+    """:func:`with_chroma_of` for Pillow images of the same size (uint8, so a huge tiled result
+    never has to be held in float): the luminance of one, the Cb and Cr of the other."""
+    luma = luma_source.convert("L")  # BT.601 luma, Pillow's YCbCr Y
+    _, cb, cr = chroma_source.convert("RGB").resize(luma.size).convert("YCbCr").split()
+    return Image.merge("YCbCr", (luma, cb, cr)).convert("RGB")
 
 
 def color_statistics(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

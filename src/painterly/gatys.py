@@ -43,7 +43,14 @@ from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder
 from .errors import PainterlyError, SettingsError
 from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
-from .losses import content_loss, gram_matrix, gram_style_loss, masked_gram_matrix, total_variation_loss
+from .losses import (
+    content_loss,
+    gram_matrix,
+    gram_style_loss,
+    masked_gram_matrix,
+    normalized_weights,
+    total_variation_loss,
+)
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
@@ -251,18 +258,6 @@ ProgressCallback = Callable[[Progress], None]
 class GatysResult:
     image: torch.Tensor  # (1, 3, H, W) in [0, 1]
     history: list[dict[str, float]]
-
-
-def normalized_weights(weights: Sequence[float] | None, count: int) -> list[float]:
-    """Blend weights for ``count`` styles, normalised to sum 1 (equal when None)."""
-    if weights is None:
-        return [1.0 / count] * count
-    weights = [float(w) for w in weights]
-    if len(weights) != count:
-        raise SettingsError(f"{len(weights)} style weights given for {count} style images")
-    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
-        raise SettingsError("style weights must be non-negative numbers with a positive sum")
-    return [w / sum(weights) for w in weights]
 
 
 class GatysObjective:

@@ -7,9 +7,12 @@ is an argument here and each preset in :mod:`painterly.gatys` names its own.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Literal, Sequence
 
 import torch
+
+from .errors import SettingsError
 
 GramNormalization = Literal["none", "positions", "channels_positions"]
 Reduction = Literal["mean", "sum", "paper"]
@@ -144,3 +147,19 @@ def mean_std_style_loss(input: torch.Tensor, target: torch.Tensor, *, eps: float
     input_mean, input_std = channel_mean_std(input, eps=eps)
     target_mean, target_std = channel_mean_std(target, eps=eps)
     return (input_mean - target_mean).pow(2).mean() + (input_std - target_std).pow(2).mean()
+
+
+def normalized_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """Blend weights for ``count`` styles, normalised to sum 1 (equal when None).
+
+    One rule for every method: negative, non-finite or all-zero weights and a wrong count are
+    refused with :class:`SettingsError`.
+    """
+    if weights is None:
+        return [1.0 / count] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise SettingsError(f"{len(weights)} style weights given for {count} style images")
+    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise SettingsError("style weights must be non-negative numbers with a positive sum")
+    return [w / sum(weights) for w in weights]

@@ -9,6 +9,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from ..color import PRESERVE_COLOR_CHOICES
 from ..device import DEVICE_CHOICES
 from ..gatys import Progress
 
@@ -100,3 +101,13 @@ class OptimizationProgress:
 def numbered_path(path: Path, number: int) -> Path:
     """``out.png`` -> ``out_00100.png``: where intermediate images go."""
     return path.with_name(f"{path.stem}_{number:05d}{path.suffix}")
+
+
+def add_preserve_color_argument(parser: argparse.ArgumentParser) -> None:
+    """``--preserve-color [MODE]``, the same flag for every method (bare: ``match``)."""
+    parser.add_argument(
+        "--preserve-color", nargs="?", const="match", default="none", choices=PRESERVE_COLOR_CHOICES,
+        help="keep the content's colours: 'match' (the flag alone) first gives the style images the "
+        "content's colour mean and covariance; 'luminance' transfers on the luminance only (the style's "
+        "histogram matched to the content's) and puts back the content's chroma (default: none)",
+    )

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from ..color import PRESERVE_COLOR_CHOICES
 from ..errors import ImageError
 from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize, save_checkpoint
 from ..images import (
@@ -20,6 +19,7 @@ from ..images import (
 )
 from ..plotting import plot_losses
 from .common import (
+    add_preserve_color_argument,
     OptimizationProgress,
     add_runtime_arguments,
     add_subcommand,
@@ -87,12 +87,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     parser.add_argument("--optimizer", choices=("lbfgs", "adam", "sgd"), help="default: the preset's")
     parser.add_argument("--learning-rate", type=non_negative_float, help="default: the preset's")
     parser.add_argument("--init", help="start from 'content', 'noise', or an image file (default: the preset's)")
-    parser.add_argument(
-        "--preserve-color", choices=PRESERVE_COLOR_CHOICES,
-        help="keep the content's colours: 'luminance' transfers on the luminance only (the style's "
-        "histogram matched to the content's) and puts back the content's chroma; 'match' first gives "
-        "the style images the content's colour mean and covariance (default: none)",
-    )
+    add_preserve_color_argument(parser)
     parser.add_argument("--transfer-color-only", action="store_true",
                         help="the opposite: keep the content's luminance (detail, shading) and take only the "
                         "stylised result's chroma")

@@ -13,7 +13,7 @@ from ..adain import DEFAULT_STYLE_SIZE, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE,
 from ..device import resolve_device
 from ..errors import SettingsError
 from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, list_images, load_image, save_image
-from .common import add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+from .common import add_preserve_color_argument, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
 
 #: Content files with these endings are stylised frame by frame (needs the ``video`` extra).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -24,6 +24,7 @@ EXAMPLES = """\
   painterly stylize photo.jpg --style a.jpg b.jpg --style-weights 3 1 -o mix.png
   painterly stylize photo.jpg --style a.jpg b.jpg --mask sky.png ground.png -o regions.png
   painterly stylize photo.jpg --style a.jpg -o out.png --alpha 0.6 --preserve-color --content-size 1024
+  painterly stylize photo.jpg --style a.jpg -o out.png --preserve-color luminance
   painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4             # needs pip install 'painterly[video]'
   painterly stylize photo.jpg --style a.jpg -o out.png --encoder random --decoder my_decoder.pth  # offline"""
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alpha", type=float, default=1.0, help="style strength from 0 (content) to 1 (default: 1)")
     parser.add_argument("--style-weights", nargs="+", type=float, metavar="W",
                         help="blend all styles into one output per content, with these weights (normalised to sum 1)")
-    parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    add_preserve_color_argument(parser)
     parser.add_argument("--mask", nargs="+", metavar="M",
                         help="one mask image per style, the content's size: white where that style goes, grey for a share")
     parser.add_argument("--decoder", default="adain", help="decoder: adain (released, 14 MB) or a decoder .pth file")
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     blend = args.style_weights is not None or args.mask is not None
     tile = "auto" if args.tile is None else args.tile
     check_settings(style_count=len(styles) if blend else 1, alpha=args.alpha, style_weights=args.style_weights,
-                   masks=args.mask, tile=tile, tile_size=args.tile_size, tile_overlap=args.tile_overlap)
+                   preserve_color=args.preserve_color, masks=args.mask, tile=tile, tile_size=args.tile_size, tile_overlap=args.tile_overlap)
     jobs = plan(contents, [styles] if blend else [[s] for s in styles], Path(args.output))
     for content, job_styles, output in jobs:
         if not is_video(output) and not is_video(content):

@@ -34,9 +34,11 @@ from starlette.types import Message
 from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
-from ..gatys import DEFAULT_PRESET, PRESETS, get_preset, normalized_weights
+from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
+from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
 from ..weights import is_cached
+from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
 
@@ -47,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "size": 256,
     "iterations": 100,
     "alpha": 1.0,
-    "preserve_color": False,
+    "preserve_color": "none",
     "preset": DEFAULT_PRESET,
     "init": "content",
     "seed": 0,
@@ -307,7 +309,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     iterations = int_field(form, "iterations", defaults, low=1, high=limits.max_iterations)
     seed = int_field(form, "seed", defaults, low=0, high=2**63 - 1)
     alpha = float_field(form, "alpha", defaults, low=0.0, high=1.0)
-    preserve_color = bool_field(form, "preserve_color", defaults)
+    preserve_color = text_field(form, "preserve_color") or defaults["preserve_color"]
+    if preserve_color not in PRESERVE_COLOR_CHOICES:
+        raise SettingsError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}, got {preserve_color[:40]!r}")
     preset = text_field(form, "preset") or defaults["preset"]
     get_preset(preset)
     init = text_field(form, "init") or defaults["init"]
@@ -405,17 +409,6 @@ def float_list(text: str, name: str) -> list[float]:
     if not values or not all(math.isfinite(value) for value in values):
         raise SettingsError(f"{name} must be finite numbers, got {text[:40]!r}")
     return values
-
-
-def bool_field(form: FormData, name: str, defaults: dict[str, Any]) -> bool:
-    text = text_field(form, name)
-    if text is None:
-        return defaults[name]
-    if text.lower() in ("1", "true", "on", "yes"):
-        return True
-    if text.lower() in ("0", "false", "off", "no"):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {text[:40]!r}")
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..color import match_color
 from ..errors import Cancelled, PainterlyError
 from ..gatys import Progress, optimize
 from ..images import image_to_tensor, resize_longer_side, save_image, tensor_to_image
@@ -54,7 +53,7 @@ class JobRequest:
     size: int
     iterations: int
     alpha: float
-    preserve_color: bool
+    preserve_color: str
     style_weights: tuple[float, ...] | None
     preset: str
     init: str
@@ -255,10 +254,6 @@ class JobQueue:
 
     def _optimize(self, job: Job) -> tuple[Image.Image, dict[str, Any]]:
         request = job.request
-        content = resize_longer_side(request.content, request.size)
-        styles = [resize_longer_side(style, request.size) for style in request.styles]
-        if request.preserve_color:
-            styles = [colors_of(style, content) for style in styles]
         last_preview = 0.0
 
         def on_iteration(progress: Progress) -> None:
@@ -285,9 +280,10 @@ class JobQueue:
         self._check_cancelled(job)
         job.note = "loading weights"
         result = optimize(
-            content,
-            styles,
+            request.content,
+            list(request.styles),
             preset=request.preset,
+            preserve_color=request.preserve_color,
             size=request.size,
             iterations=request.iterations,
             weights=self.weights,
@@ -300,8 +296,7 @@ class JobQueue:
         )
         with self._lock:
             job.weights, job.note = result.weights, result.weights_note
-        metadata = {**result.metadata(), "preserve_color": request.preserve_color}
-        return result.image, {**metadata, **self._names(request)}
+        return result.image, {**result.metadata(), **self._names(request)}
 
     def _stylize(self, job: Job) -> tuple[Image.Image, dict[str, Any]]:
         from ..adain import stylize  # loads nothing until an AdaIN job comes
@@ -366,12 +361,6 @@ def working_size(method: str, role: str, size: int) -> int:
 
         return DEFAULT_STYLE_SIZE
     return size
-
-
-def colors_of(style: Image.Image, content: Image.Image) -> Image.Image:
-    """``style`` with the colour mean and covariance of ``content`` (Gatys et al. 2017's colour
-    matching), so that the transfer keeps the content's colours."""
-    return tensor_to_image(match_color(image_to_tensor(style), image_to_tensor(content)))
 
 
 def png_bytes(image: Image.Image) -> bytes:
