@@ -1,6 +1,5 @@
 """The command line as a user runs it: outputs, messages and exit codes."""
 
-from pathlib import Path
 
 import pytest
 from PIL import Image

@@ -13,7 +13,6 @@ import copy
 import io
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from .adain import AdaINModel
 from .errors import PainterlyError, SettingsError
+from .files import atomic_path
 
 FORMATS = ("onnx",)
 
@@ -45,21 +45,16 @@ def export_onnx(model: AdaINModel, path: str | os.PathLike, *, opset: int = 18) 
         "style": {2: dims["style_height"], 3: dims["style_width"]},
         "alpha": {},
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     try:
         exporter_log.setLevel(logging.ERROR)
         # The exporter reports its steps on stdout; the library stays quiet.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with atomic_path(path) as temporary, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, example, temporary, input_names=["content", "style", "alpha"],
+            torch.onnx.export(model, example, str(temporary), input_names=["content", "style", "alpha"],
                               output_names=["image"], dynamic_shapes=shapes, opset_version=opset, dynamo=True,
                               external_data=False, verbose=False)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 is for the half-written file only
-        os.replace(temporary, path)
     finally:
         exporter_log.setLevel(level)
-        Path(temporary).unlink(missing_ok=True)
     return path

@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from .color import PRESERVE_COLOR_CHOICES, grey, keep_luminance, prepare_colors,
 from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder
 from .errors import PainterlyError, SettingsError
+from .files import atomic_path
 from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
     content_loss,
@@ -467,19 +467,9 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> P
     With L-BFGS it holds the curvature history (up to 200 image-sized tensors), so it can be
     much larger than the image; Adam's holds two image-sized tensors.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(dict(checkpoint), file)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise PainterlyError(f"{path}: cannot be written ({error})") from None
-        raise
-    return path
+    with atomic_path(path) as temporary:
+        torch.save(dict(checkpoint), temporary)
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

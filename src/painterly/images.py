@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +20,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError, SettingsError
+from .files import atomic_path
 
 #: File endings we read (Pillow decides by content; this list is for folders and globs).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -178,7 +178,6 @@ def save_image(
     into the comment segment as one JSON object. Missing parent folders are created.
     """
     path = check_output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = dict(metadata or {})
     is_png = path.suffix.lower() == ".png"
     if is_png:
@@ -194,16 +193,8 @@ def save_image(
         options = {"format": "JPEG", "quality": quality}
         if metadata:
             options["comment"] = json.dumps(metadata)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, **options)
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise ImageError(f"{path}: cannot be written ({error})") from None
-        raise
+    with atomic_path(path, error=ImageError) as temporary:
+        image.save(temporary, **options)
     return path
 
 

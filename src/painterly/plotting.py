@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from .errors import PainterlyError
+from .files import atomic_path
 
 
 def plot_losses(
@@ -23,8 +23,6 @@ def plot_losses(
         raise PainterlyError("loss plots need matplotlib: pip install 'painterly[plot]'") from None
     if not history:
         raise PainterlyError("no losses to plot")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(figsize=(7, 4), dpi=100)
     steps = [row[x] for row in history]
     for key in history[0]:
@@ -40,12 +38,9 @@ def plot_losses(
     axes.legend()
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".png.part")
-    os.close(handle)
     try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, format="png")
     finally:
         plt.close(figure)
-        Path(temporary).unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -7,14 +7,13 @@ input's frame rate and is written to a temporary file that is renamed when compl
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from .errors import ImageError, PainterlyError
+from .files import atomic_path
 
 FrameProgress = Callable[[int], None]
 """Called with the number of frames written so far."""
@@ -40,12 +39,8 @@ def stylize_video(
     same frame rate; returns the number of frames. Odd sides lose their last row or column
     (H.264's 4:2:0 chroma needs even sides)."""
     imageio = _imageio()
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.stem}.", suffix=destination.suffix)
-    os.close(handle)
     frames = 0
-    try:
+    with atomic_path(destination, error=ImageError) as temporary:
         try:
             reader = imageio.get_reader(source, "ffmpeg")
             fps = float(reader.get_meta_data().get("fps") or 25.0)
@@ -62,8 +57,4 @@ def stylize_video(
                     progress(frames)
         if frames == 0:
             raise ImageError(f"{source}: the video has no frames")
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 is for the half-written file only
-        os.replace(temporary, destination)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     return frames

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Callable, Mapping
 import torch
 
 from .errors import WeightsError
+from .files import atomic_path
 
 Progress = Callable[[int, "int | None"], None]
 """Download progress: called with (bytes so far, total bytes or None)."""
@@ -233,12 +233,10 @@ def download(
     timeout: float = 30.0,
 ) -> Path:
     """Download ``url`` to ``destination`` through a temporary file, verified before renaming."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, suffix=".partial")
     digest = hashlib.sha256()
-    try:
+    with atomic_path(destination, error=WeightsError) as temporary:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(handle, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(temporary, "wb") as out:
                 total = response.headers.get("Content-Length")
                 total = int(total) if total and total.isdigit() else None
                 done = 0
@@ -252,7 +250,7 @@ def download(
             reason = getattr(error, "reason", error)
             raise WeightsError(
                 f"cannot download {url} ({reason}); without network, fetch it elsewhere and "
-                f"put it at {destination}, or pass --weights PATH"
+                f"put it at {destination}, or pass the file's path instead of the name"
             ) from None
         if total is not None and done != total:
             raise WeightsError(f"download of {url} was cut short ({done} of {total} bytes); try again")
@@ -260,10 +258,7 @@ def download(
             raise WeightsError(
                 f"{url}: checksum {digest.hexdigest()[:16]}... does not match the expected {sha256}"
             )
-        check_layout(read_state_dict(Path(temporary), name=url), layout, name=url)
-        os.replace(temporary, destination)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        check_layout(read_state_dict(temporary, name=url), layout, name=url)
     return destination
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from itertools import product
-from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 

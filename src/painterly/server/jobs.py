@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..errors import Cancelled, PainterlyError
 from ..gatys import Progress, optimize
-from ..images import image_to_tensor, resize_longer_side, save_image, tensor_to_image
+from ..images import save_image, tensor_to_image
 
 logger = logging.getLogger(__name__)
 
