@@ -7,6 +7,7 @@ own browser download is never used). Skipped, saying why, only where there is no
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -55,6 +56,10 @@ def test_upload_two_images_paint_cancel_and_download(browser, scene_path: Path, 
         assert page.text_content("#status").startswith("Done in")
         result = page.locator("#result")
         assert result.get_attribute("src").endswith("/result")
+        # The link shows as soon as the job is done; the image may still be loading.
+        deadline = time.monotonic() + 30
+        while page.evaluate("document.getElementById('result').naturalWidth") == 0 and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
         assert page.evaluate("document.getElementById('result').naturalWidth") == 40
         assert page.is_visible("#losses")  # the loss curve of the four iterations
         download_url = page.get_attribute("#download", "href")
