@@ -147,8 +147,9 @@ class BenchReport:
         return (m.case, m.size, m.batch, m.style_cached)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON; a measurement that could not run has None for its times."""
-        measurements = [{key: None if isinstance(value, float) and math.isnan(value) else value
+        """Plain data for JSON: a time that could not be measured (NaN) and an infinite PSNR
+        (identical outputs) are None."""
+        measurements = [{key: None if isinstance(value, float) and not math.isfinite(value) else value
                          for key, value in asdict(m).items()} for m in self.measurements]
         return {"device": self.device, "config": self.config, "measurements": measurements, "speedups": self.speedups()}
 
