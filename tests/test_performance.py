@@ -91,12 +91,17 @@ def test_plan_whole_image_when_it_fits() -> None:
 
 
 def test_plan_tiles_a_huge_adain_request() -> None:
-    plan = plan_memory("adain", height=8192, width=6144, budget_bytes=2 * GiB)
+    plan = plan_memory("adain", height=8192, width=6144, style_size=(512, 384), budget_bytes=2 * GiB)
     assert not plan.fits and plan.estimate_bytes > 2 * GiB
     assert plan.tile is not None and plan.tile % 64 == 0 and plan.tile >= 128
     assert plan.tile_estimate_bytes <= 2 * GiB
     # The next larger tile would not fit: the planner takes the largest.
-    assert adain_memory(plan.tile + 64, plan.tile + 64) > 2 * GiB
+    assert adain_memory(plan.tile + 64, plan.tile + 64, style_size=(512, 384)) > 2 * GiB
+
+
+def test_plan_refuses_a_style_too_large_to_encode() -> None:
+    with pytest.raises(SettingsError, match="smaller style size"):
+        plan_memory("adain", height=8192, width=8192, budget_bytes=2 * GiB)
 
 
 def test_plan_refuses_when_no_tile_fits() -> None:
@@ -160,3 +165,14 @@ def test_psnr() -> None:
     assert psnr(reference, noisy) == pytest.approx(40.0, abs=0.01)  # MSE 1e-4, peak 1
     with pytest.raises(ValueError):
         psnr(reference, reference[:5])
+
+
+def test_optimize_refuses_before_loading_weights_when_memory_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from painterly.gatys import optimize
+
+    monkeypatch.setattr(performance, "available_memory", lambda device: 2**20)
+    image = Image.new("RGB", (48, 32), (200, 100, 50))
+    with pytest.raises(SettingsError, match="lower --size"):
+        optimize(image, image, size=48, iterations=1, weights="vgg19", device="cpu")

@@ -40,6 +40,8 @@ from .errors import PainterlyError, SettingsError
 from .gatys import GatysObjective, GatysSettings, get_preset, initial_image, make_optimizer
 from .losses import content_loss, mean_std_style_loss
 from .performance import (
+    ADAIN_SPEED,
+    GATYS_SPEED,
     PeakMemory,
     SpeedSettings,
     adain_flops,
@@ -279,13 +281,17 @@ def bench_adain(config: BenchConfig, device: torch.device, report: BenchReport, 
                 # One style image is encoded per call, whatever the batch.
                 per_image = adain_flops(size, size, style_cached=True)
                 flops = per_image * batch + (0 if cached else adain_flops(size, size) - per_image)
-                plan = plan_memory("adain", height=size, width=size, batch=batch, device=device, style_cached=cached)
-                if not plan.fits:
+                try:
+                    plan = plan_memory("adain", height=size, width=size, batch=batch, device=device, style_cached=cached)
+                    skip = None if plan.fits else (
+                        f"skipped: needs about {plan.estimate_bytes / 2**30:.1f} GiB, {plan.budget_bytes / 2**30:.1f} "
+                        f"GiB free (stylize would tile at {plan.tile} px)")
+                except SettingsError as error:
+                    skip = f"skipped: {error}"
+                if skip:
                     report.measurements.append(Measurement(
                         "adain", "naive", size, batch, math.nan, math.nan, flops / 1e9, math.nan, "float32",
-                        style_cached=cached, estimated_memory_bytes=plan.estimate_bytes,
-                        note=f"skipped: needs about {plan.estimate_bytes / 2**30:.1f} GiB, "
-                             f"{plan.budget_bytes / 2**30:.1f} GiB free (stylize would tile at {plan.tile} px)"))
+                        style_cached=cached, note=skip))
                     continue
 
                 def naive() -> torch.Tensor:
@@ -328,7 +334,7 @@ def _fast_adain(speed: SpeedSettings, device: torch.device, encoder: nn.Module, 
     return call
 
 
-def _variants(config: BenchConfig, default: SpeedSettings = SpeedSettings()) -> list[tuple[str, SpeedSettings]]:
+def _variants(config: BenchConfig, default: SpeedSettings = ADAIN_SPEED) -> list[tuple[str, SpeedSettings]]:
     """The ways to run a case beside the naive one: painterly's ``default``, and on request each
     option alone (``ablation``) and compiled."""
     variants = [("painterly", default)]
@@ -354,10 +360,6 @@ class _FullDepth(nn.Module):
     def forward(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         features = self.encoder(image, (*layers, self.encoder.last_layer))
         return {name: features[name] for name in layers}
-
-
-#: Gatys runs in float32 by default: see benchmarks/NOTES.md for bfloat16's effect on the losses.
-GATYS_SPEED = SpeedSettings(precision="float32", channels_last=True)
 
 
 class _GatysRun:

@@ -33,6 +33,7 @@ from .encoder import VGG19Encoder, deepest_layer, load_encoder
 from .errors import SettingsError
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import content_loss, gram_matrix, gram_style_loss, total_variation_loss
+from .performance import GATYS_SPEED, plan_memory
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
@@ -391,8 +392,11 @@ def optimize(
     device = resolve_device(device)
     spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
     layer = deepest_layer(settings.content_layers + settings.style_layers)
-    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
     content_image = resize_longer_side(content, settings.size)
+    plan_memory("gatys", height=content_image.height, width=content_image.width, device=device,
+                layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
+    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
+    encoder = GATYS_SPEED.prepare(encoder)
     content_tensor = image_to_tensor(content_image).to(device)
     style_tensors = [image_to_tensor(resize_longer_side(s, settings.size)).to(device) for s in styles]
     init_tensor = None
