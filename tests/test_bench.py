@@ -11,7 +11,7 @@ import torch
 from painterly import bench, performance
 from painterly.bench import BenchConfig, BenchReport, Measurement, run_benchmark, time_calls
 from painterly.cli import main
-from painterly.errors import SettingsError
+from painterly.errors import PainterlyError, SettingsError
 
 from conftest import run_cli
 
@@ -124,3 +124,9 @@ def test_cli_writes_a_table_and_json(tmp_path: Path) -> None:
     assert {"seconds", "items_per_second", "gflops_per_second", "peak_memory_bytes", "precision"} <= set(data["measurements"][0])
     assert len(data["speedups"]) == 3 and all(row["speedup"] > 0 for row in data["speedups"])
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_json_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PainterlyError, match="cannot be written"):
+        BenchReport({}, {}).save_json(tmp_path / "no" / "such" / "bench.json")
+    assert not list(tmp_path.rglob("*.part"))

@@ -23,8 +23,8 @@ import json
 import math
 import os
 import platform
-import tempfile
 import statistics
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -54,14 +54,15 @@ from .performance import (
 from .weights import NORMALISED_INDICES, TORCHVISION_INDICES, random_vgg19_state_dict
 
 #: Dense peak TFLOP/s (float32, bfloat16) of GPUs by a substring of their name, from the
-#: vendors' data sheets (SXM parts; bfloat16 without sparsity).
+#: vendors' data sheets (SXM parts, no sparsity). The float32 figure is TF32's: cuDNN runs
+#: float32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32).
 GPU_PEAK_TFLOPS = {
-    "H200": (67.0, 989.0),
-    "H100": (67.0, 989.0),
-    "A100": (19.5, 312.0),
-    "L40S": (91.6, 362.0),
+    "H200": (494.7, 989.4),
+    "H100": (494.7, 989.4),
+    "A100": (156.0, 312.0),
+    "L40S": (183.0, 362.0),
     "RTX 4090": (82.6, 165.2),
-    "A10": (31.2, 125.0),
+    "A10": (62.5, 125.0),
 }
 
 BenchCallback = Callable[[int, int, str], None]
@@ -159,15 +160,17 @@ class BenchReport:
         """Write :meth:`to_dict` as JSON atomically (temp file, then rename)."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        temporary = None
         try:
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
             with os.fdopen(handle, "w") as file:
                 file.write(text)
             os.replace(temporary, path)
         except BaseException as error:
-            Path(temporary).unlink(missing_ok=True)
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
             if isinstance(error, OSError):
-                raise PainterlyError(f"{path}: cannot be written ({error})") from None
+                raise PainterlyError(f"{path}: cannot be written ({error.strerror or error})") from None
             raise
         return path
 
@@ -253,7 +256,9 @@ def random_adain_networks(*, seed: int = 0, device: torch.device) -> tuple[VGG19
     with torch.no_grad():
         for module in decoder.modules():
             if isinstance(module, nn.Conv2d):
-                std = (2.0 / (module.in_channels * 9)) ** 0.5 / 255.0 ** (module.out_channels == 3)
+                std = (2.0 / (module.in_channels * 9)) ** 0.5
+                if module.out_channels == 3:  # back from the encoder's 0-255 scale to images' 0-1
+                    std /= 255.0
                 module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * std)
                 module.bias.zero_()
     return encoder.to(device), decoder.eval().to(device)
