@@ -81,7 +81,8 @@ def test_adain_memory_estimate_is_the_measured_order_of_magnitude() -> None:
         pytest.skip("peak memory cannot be read on this system")
     estimate = adain_memory(192, 192)
     assert memory.peak_bytes / 3 < estimate < memory.peak_bytes * 3
-    assert adain_memory(192, 192, precision="bfloat16") < estimate
+    # bfloat16 adds autocast's copies of the weights and saves less than half (NOTES.md).
+    assert adain_memory(192, 192, precision="bfloat16") > estimate
 
 
 def test_plan_whole_image_when_it_fits() -> None:

@@ -270,8 +270,12 @@ def _inference_peak(layers: Sequence[Layer], input_elements: int) -> int:
 
 def adain_memory(height: int, width: int, *, batch: int = 1, precision: str = "float32",
                  style_size: tuple[int, int] | None = None, style_cached: bool = False) -> int:
-    """Estimated peak bytes of an AdaIN stylisation of ``batch`` (H, W) images, in inference mode."""
-    itemsize = 2 if precision == "bfloat16" else 4
+    """Estimated peak bytes of an AdaIN stylisation of ``batch`` (H, W) images, in inference mode.
+
+    bfloat16 activations are counted at float32's 4 bytes: measured bfloat16 peaks were 75-85%
+    of float32's, not half, as oneDNN reorders them into its blocked layouts (benchmarks/NOTES.md).
+    """
+    itemsize = 4
     encoder, decoder = encoder_layers(height, width), decoder_layers(height, width)
     features = encoder[-1].elements * batch
     content = _inference_peak(encoder, 3 * height * width) * batch
@@ -281,7 +285,10 @@ def adain_memory(height: int, width: int, *, batch: int = 1, precision: str = "f
         style = _inference_peak(encoder_layers(*(style_size or (height, width))), 3 * height * width)
     images = 2 * 3 * height * width * batch * 4  # float32 input and output
     tensors = itemsize * max(style, content, decode) + images
-    return int(OVERHEAD * tensors) + _weights_bytes(encoder) + _weights_bytes(decoder, 512)
+    weights = _weights_bytes(encoder) + _weights_bytes(decoder, 512)
+    if precision == "bfloat16":
+        weights += weights // 2  # autocast's bfloat16 copies of the weights
+    return int(OVERHEAD * tensors) + weights
 
 
 def gatys_memory(height: int, width: int, *, layers: Sequence[str], optimizer: str = "lbfgs",
