@@ -2,10 +2,10 @@
 
     PYTHONPATH=src python benchmarks/bf16_accuracy.py [--sizes 256 512] [--seeds 0 1 2]
 
-AdaIN: PSNR of the bfloat16 stylisation against the float32 one (same random weights, the peak
+AdaIN: PSNR of the bfloat16 stylisation against the float32 one (same weights, the peak
 being the float32 output's range); the project accepts bfloat16 at >= 40 dB. Gatys: the total
-loss after N L-BFGS iterations from the same noise in float32 and in bfloat16. Random weights:
-trained weights may give other figures.
+loss after N L-BFGS iterations from the same noise in float32 and in bfloat16. Random weights
+unless --encoder and --decoder name trained ones, which may give other figures.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from painterly.device import resolve_device
 from painterly.encoder import load_encoder
 from painterly.gatys import GatysObjective, get_preset, initial_image
 from painterly.performance import SpeedSettings, psnr
+from painterly.weights import load_weights
 
 
 def main() -> None:
@@ -28,11 +29,17 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--gatys-size", type=int, default=128)
     parser.add_argument("--gatys-iterations", type=int, default=20)
+    parser.add_argument("--encoder", help="a normalised VGG-19 file (default: random weights, one set per seed)")
+    parser.add_argument("--decoder", help="a decoder file in the released layout (with --encoder)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
     for seed in args.seeds:
         encoder, decoder = random_adain_networks(seed=seed, device=device)
+        if args.encoder and args.decoder:
+            encoder, _ = load_encoder(args.encoder, last_layer=ADAIN_LAYER, device=device)
+            state, _, _ = load_weights(args.decoder, role="decoder")
+            decoder.load_state_dict({key: state[key] for key in decoder.state_dict()})
         generator = torch.Generator().manual_seed(seed)
         for size in args.sizes:
             content, style = (torch.rand(1, 3, size, size, generator=generator).to(device) for _ in range(2))

@@ -93,7 +93,8 @@ class SpeedSettings:
             raise SettingsError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
 
     def prepare(self, module: nn.Module) -> nn.Module:
-        """``module`` in this layout, compiled when asked (call once, then reuse the result)."""
+        """``module`` in this layout (changed in place, as ``Module.to`` does), compiled when
+        asked (call once, then reuse the result)."""
         if self.channels_last:
             module = channels_last(module)
         return torch.compile(module) if self.compile else module
