@@ -51,6 +51,7 @@ from .losses import (
     normalized_weights,
     total_variation_loss,
 )
+from .performance import GATYS_SPEED, plan_memory
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
@@ -596,7 +597,12 @@ def optimize(
     device = resolve_device(device)
     spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
     layer = deepest_layer(settings.content_layers + settings.style_layers)
+    output_size = resize_longer_side(content, sizes[-1]).size
+    # Refuse what cannot fit before loading weights, rather than dying out of memory midway.
+    plan_memory("gatys", height=output_size[1], width=output_size[0], device=device,
+                layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
     encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
+    encoder = GATYS_SPEED.prepare(encoder)
 
     history: list[dict[str, float]] = list(checkpoint["history"]) if checkpoint is not None else []
     first_scale = checkpoint["scale"] if checkpoint is not None else 1

@@ -1,0 +1,506 @@
+"""Timing painterly's networks against a naive baseline run side by side.
+
+Every case is timed twice in the same process, on the same random weights and inputs:
+
+* ``naive``: the way the reference implementations run. float32, NCHW, eager, nothing cached.
+  AdaIN as pytorch-AdaIN's test.py: ``torch.no_grad``, the encoder cut at relu4_1, the style
+  encoded for every call. Gatys as the Keras example: the full VGG-19 (to pool5) and the content
+  and style targets recomputed at every iteration. Training as pytorch-AdaIN's train.py.
+* ``painterly``: the default :class:`~painterly.performance.SpeedSettings` (inference mode,
+  channels_last, bfloat16 where the device computes it natively), truncated encoders, cached
+  style statistics and Gatys targets.
+
+A time is the median of ``repeats`` runs after ``warmup`` runs. FLOPs count convolutions (and
+Gram matrices) only, 2 per multiply-add, as SPEC.md does, so GFLOP/s compare with a device's
+peak. Weights are seeded random (Kaiming-normal): speed does not depend on their values, but
+the bfloat16 accuracy (PSNR against float32) may differ with trained weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
+from .device import resolve_device
+from .encoder import VGG19Encoder, deepest_layer, load_encoder
+from .errors import PainterlyError, SettingsError
+from .gatys import GatysObjective, GatysSettings, get_preset, initial_image, make_optimizer
+from .losses import content_loss, mean_std_style_loss
+from .performance import (
+    ADAIN_SPEED,
+    GATYS_SPEED,
+    PeakMemory,
+    SpeedSettings,
+    adain_flops,
+    gatys_iteration_flops,
+    plan_memory,
+    psnr,
+    resolve_precision,
+    training_step_flops,
+)
+from .weights import NORMALISED_INDICES, TORCHVISION_INDICES, random_vgg19_state_dict
+
+#: Dense peak TFLOP/s (float32, bfloat16) of GPUs by a substring of their name, from the
+#: vendors' data sheets (SXM parts, no sparsity). The float32 figure is TF32's: cuDNN runs
+#: float32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32).
+GPU_PEAK_TFLOPS = {
+    "H200": (494.7, 989.4),
+    "H100": (494.7, 989.4),
+    "A100": (156.0, 312.0),
+    "L40S": (183.0, 362.0),
+    "RTX 4090": (82.6, 165.2),
+    "A10": (62.5, 125.0),
+}
+
+BenchCallback = Callable[[int, int, str], None]
+
+
+@dataclass
+class BenchConfig:
+    """What to time. Sizes are square sides in pixels."""
+
+    adain_sizes: tuple[int, ...] = (256, 512, 1024)
+    adain_batches: tuple[int, ...] = (1, 8)
+    gatys_sizes: tuple[int, ...] = (256, 512)
+    gatys_iterations: int = 5
+    training_size: int = 256
+    training_batch: int = 8
+    warmup: int = 1
+    repeats: int = 3
+    #: Also time each speed option alone (the ablation behind benchmarks/NOTES.md).
+    ablation: bool = False
+    #: Also time the painterly settings with torch.compile.
+    compile: bool = False
+    sections: tuple[str, ...] = ("adain", "gatys", "training")
+
+    @classmethod
+    def quick(cls) -> "BenchConfig":
+        """Tiny sizes that finish in seconds: to check the benchmark runs, not to quote."""
+        return cls(adain_sizes=(64,), adain_batches=(1, 2), gatys_sizes=(64,), gatys_iterations=2,
+                   training_size=64, training_batch=2, warmup=1, repeats=2)
+
+    def updated(self, **changes: Any) -> "BenchConfig":
+        """A copy with ``changes`` applied (None values ignored, so CLI defaults pass through)."""
+        return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+    def __post_init__(self) -> None:
+        for size in (*self.adain_sizes, *self.gatys_sizes, self.training_size):
+            if size < 32:
+                raise SettingsError(f"benchmark sizes must be at least 32 px, got {size}")
+        if self.repeats < 1 or self.warmup < 0 or self.gatys_iterations < 1:
+            raise SettingsError("repeats and iterations must be at least 1, warmup at least 0")
+        unknown = set(self.sections) - {"adain", "gatys", "training"}
+        if unknown:
+            raise SettingsError(f"unknown benchmark section(s) {', '.join(sorted(unknown))}: choose adain, gatys, training")
+
+
+@dataclass
+class Measurement:
+    """One case run one way. ``seconds`` per call (AdaIN, training step) or per iteration (Gatys)."""
+
+    case: str
+    variant: str
+    size: int
+    batch: int
+    seconds: float
+    items_per_second: float
+    gflop: float
+    gflops_per_second: float
+    precision: str
+    style_cached: bool | None = None
+    peak_memory_bytes: int | None = None
+    estimated_memory_bytes: int | None = None
+    psnr_db: float | None = None
+    final_loss: float | None = None
+    note: str | None = None
+
+
+@dataclass
+class BenchReport:
+    device: dict[str, Any]
+    config: dict[str, Any]
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def speedups(self) -> list[dict[str, Any]]:
+        """naive seconds / other seconds for each case that has both."""
+        naive = {self._key(m): m for m in self.measurements if m.variant == "naive"}
+        rows = []
+        for m in self.measurements:
+            base = naive.get(self._key(m))
+            if m.variant != "naive" and base is not None and m.seconds > 0:
+                rows.append({"case": m.case, "size": m.size, "batch": m.batch, "style_cached": m.style_cached,
+                             "variant": m.variant, "speedup": base.seconds / m.seconds})
+        return rows
+
+    @staticmethod
+    def _key(m: Measurement) -> tuple:
+        return (m.case, m.size, m.batch, m.style_cached)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: a time that could not be measured (NaN) and an infinite PSNR
+        (identical outputs) are None."""
+        measurements = [{key: None if isinstance(value, float) and not math.isfinite(value) else value
+                         for key, value in asdict(m).items()} for m in self.measurements]
+        return {"device": self.device, "config": self.config, "measurements": measurements, "speedups": self.speedups()}
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` as JSON atomically (temp file, then rename)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        temporary = None
+        try:
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
+            os.replace(temporary, path)
+        except BaseException as error:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise PainterlyError(f"{path}: cannot be written ({error.strerror or error})") from None
+            raise
+        return path
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(calls: dict[str, Callable[[], Any]], *, device: torch.device, warmup: int = 1,
+               repeats: int = 3) -> dict[str, tuple[float, int | None, Any]]:
+    """For each named call: median seconds, peak memory added, and its result.
+
+    The calls take turns, repeat after repeat, so that a load that comes and goes (a shared
+    machine) falls on all of them alike. The first warm-up call of each is the one whose memory
+    is measured (measuring slows it); with ``warmup`` 0 an extra untimed call does it.
+    """
+    peaks, results, times = {}, {}, {name: [] for name in calls}
+    for name, call in calls.items():
+        with PeakMemory(device) as memory:
+            results[name] = call()
+        peaks[name] = memory.peak_bytes
+        for _ in range(warmup - 1):
+            call()
+    for _ in range(repeats):
+        for name, call in calls.items():
+            _sync(device)
+            start = time.perf_counter()
+            results[name] = call()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), peaks[name], results[name]) for name in calls}
+
+
+def device_info(device: torch.device, *, peak_gflops: float | None = None) -> dict[str, Any]:
+    """The device's name, threads, native bf16 support and (where known) peak GFLOP/s."""
+    info: dict[str, Any] = {"type": device.type, "torch": torch.__version__,
+                            "bf16_native": resolve_precision("auto", device) == "bfloat16"}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+        peaks = next((p for key, p in GPU_PEAK_TFLOPS.items() if key in info["name"]), None)
+        if peaks:
+            info["peak_gflops"] = {"float32": peaks[0] * 1000, "bfloat16": peaks[1] * 1000}
+    else:
+        info["name"] = _cpu_name()
+        info["threads"] = torch.get_num_threads()
+    if peak_gflops:
+        info["peak_gflops"] = {"float32": peak_gflops, "bfloat16": peak_gflops}
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks with seeded random weights.
+
+
+def random_adain_networks(*, seed: int = 0, device: torch.device) -> tuple[VGG19Encoder, nn.Sequential]:
+    """The AdaIN encoder (normalised flavour, to relu4_1) and decoder with Kaiming-normal weights.
+
+    Speed does not depend on the values; Kaiming weights keep activations at a realistic scale
+    so that the bfloat16 accuracy check sees realistic magnitudes.
+    """
+    torchvision = random_vgg19_state_dict(seed)
+    state = {f"{n}.{kind}": torchvision[f"features.{t}.{kind}"]
+             for t, n in zip(TORCHVISION_INDICES, NORMALISED_INDICES) for kind in ("weight", "bias")}
+    # The released net's first conv maps RGB in [0, 1] to mean-subtracted BGR in [0, 255].
+    state["0.weight"] = 255.0 * torch.eye(3).flip(0).view(3, 3, 1, 1)
+    state["0.bias"] = -torch.tensor([103.939, 116.779, 123.68])
+    encoder = VGG19Encoder(flavour="normalised", last_layer=ADAIN_LAYER)
+    encoder.load_vgg_state_dict(state, name="random")
+    generator = torch.Generator().manual_seed(seed + 1)
+    decoder = build_decoder()
+    with torch.no_grad():
+        for module in decoder.modules():
+            if isinstance(module, nn.Conv2d):
+                std = (2.0 / (module.in_channels * 9)) ** 0.5
+                if module.out_channels == 3:  # back from the encoder's 0-255 scale to images' 0-1
+                    std /= 255.0
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * std)
+                module.bias.zero_()
+    return encoder.to(device), decoder.eval().to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# AdaIN.
+
+
+def _prepared(module: nn.Module, speed: SpeedSettings) -> nn.Module:
+    """A copy of ``module`` in ``speed``'s layout (``Module.to`` works in place)."""
+    return speed.prepare(copy.deepcopy(module))
+
+
+def bench_adain(config: BenchConfig, device: torch.device, report: BenchReport, step: Callable[[str], None], *, seed: int = 0) -> None:
+    encoder, decoder = random_adain_networks(seed=seed, device=device)
+    variants = [(name, speed, _prepared(encoder, speed), _prepared(decoder, speed)) for name, speed in _variants(config)]
+    generator = torch.Generator().manual_seed(seed)
+    for size in config.adain_sizes:
+        for batch in config.adain_batches:
+            content = torch.rand((batch, 3, size, size), generator=generator).to(device)
+            style = torch.rand((1, 3, size, size), generator=generator).to(device)
+            for cached in (False, True):
+                step(f"adain {size}px batch {batch}{' cached' if cached else ''}")
+                # One style image is encoded per call, whatever the batch.
+                per_image = adain_flops(size, size, style_cached=True)
+                flops = per_image * batch + (0 if cached else adain_flops(size, size) - per_image)
+                try:
+                    plan = plan_memory("adain", height=size, width=size, batch=batch, device=device, style_cached=cached)
+                    skip = None if plan.fits else (
+                        f"skipped: needs about {plan.estimate_bytes / 2**30:.1f} GiB, {plan.budget_bytes / 2**30:.1f} "
+                        f"GiB free (stylize would tile at {plan.tile} px)")
+                except SettingsError as error:
+                    skip = f"skipped: {error}"
+                if skip:
+                    report.measurements.append(Measurement(
+                        "adain", "naive", size, batch, math.nan, math.nan, flops / 1e9, math.nan, "float32",
+                        style_cached=cached, note=skip))
+                    continue
+
+                def naive() -> torch.Tensor:
+                    with torch.no_grad():
+                        return decoder(adain(encoder(content)[ADAIN_LAYER], encoder(style)[ADAIN_LAYER]))
+
+                calls = {"naive": naive}
+                for name, speed, fast_encoder, fast_decoder in variants:
+                    calls[name] = _fast_adain(speed, device, fast_encoder, fast_decoder, content, style, cached=cached)
+                timings = time_calls(calls, device=device, warmup=config.warmup, repeats=config.repeats)
+                seconds, peak, reference = timings["naive"]
+                report.measurements.append(_measurement("adain", "naive", size, batch, seconds, flops, "float32",
+                                                        style_cached=cached, peak=peak, estimate=plan.estimate_bytes))
+                for name, speed, _, _ in variants:
+                    seconds, peak, output = timings[name]
+                    precision = resolve_precision(speed.precision, device)
+                    estimate = plan_memory("adain", height=size, width=size, batch=batch, device=device,
+                                           precision=precision, style_cached=cached).estimate_bytes
+                    report.measurements.append(_measurement(
+                        "adain", name, size, batch, seconds, flops, precision, style_cached=cached, peak=peak,
+                        estimate=estimate, psnr_db=psnr(reference.float(), output.float())))
+
+
+def _fast_adain(speed: SpeedSettings, device: torch.device, encoder: nn.Module, decoder: nn.Module,
+                content: torch.Tensor, style: torch.Tensor, *, cached: bool) -> Callable[[], torch.Tensor]:
+    """A stylisation call run with ``speed``; with ``cached``, the style is encoded once, now.
+
+    The cache holds the style's relu4_1 features rather than their mean and std: adain() takes
+    features, and the statistics of a 64x64x512 map cost a thousandth of the encoding.
+    """
+    content, style = speed.input(content), speed.input(style)
+    with speed.running(device):
+        style_features = encoder(style)[ADAIN_LAYER] if cached else None
+
+    def call() -> torch.Tensor:
+        with speed.running(device):
+            features = style_features if cached else encoder(style)[ADAIN_LAYER]
+            return decoder(adain(encoder(content)[ADAIN_LAYER], features))
+
+    return call
+
+
+def _variants(config: BenchConfig, default: SpeedSettings = ADAIN_SPEED) -> list[tuple[str, SpeedSettings]]:
+    """The ways to run a case beside the naive one: painterly's ``default``, and on request each
+    option alone (``ablation``) and compiled."""
+    variants = [("painterly", default)]
+    if config.ablation:
+        variants = [
+            ("float32 NCHW", SpeedSettings(precision="float32", channels_last=False)),
+            ("float32 channels_last", SpeedSettings(precision="float32", channels_last=True)),
+            ("bfloat16 NCHW", SpeedSettings(precision="bfloat16", channels_last=False)),
+            ("bfloat16 channels_last", SpeedSettings(precision="bfloat16", channels_last=True)),
+        ] + variants
+    if config.compile:
+        variants.append(("compiled", replace(default, compile=True)))
+    return variants
+
+
+class _FullDepth(nn.Module):
+    """The Keras example's network: every layer to pool5 computed, whatever the losses read."""
+
+    def __init__(self, encoder: VGG19Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        features = self.encoder(image, (*layers, self.encoder.last_layer))
+        return {name: features[name] for name in layers}
+
+
+class _GatysRun:
+    """One L-BFGS optimisation as :func:`~painterly.gatys.optimize_image` runs it, one step at a time.
+
+    ``objective()`` gives the loss function for each iteration: the naive run builds a new
+    :class:`GatysObjective` every time (targets recomputed), painterly's returns one built once.
+    """
+
+    def __init__(self, objective: Callable[[], GatysObjective], start: torch.Tensor, settings: GatysSettings) -> None:
+        self.objective = objective
+        # NCHW whatever the layout of the network: L-BFGS flattens the gradient with view().
+        self.pixels = (start.detach() * settings.pixel_scale).contiguous().requires_grad_(True)
+        self.optimizer = make_optimizer(self.pixels, settings)
+
+    def __call__(self) -> float:
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad()
+            loss = self.objective()(self.pixels)["total"]
+            loss.backward()
+            return loss
+
+        return float(self.optimizer.step(closure).detach())  # the loss at the step's start
+
+
+def bench_gatys(config: BenchConfig, device: torch.device, report: BenchReport, step: Callable[[str], None], *, seed: int = 0) -> None:
+    """Seconds per iteration of the gatys2016 preset (L-BFGS) from the same noise, and the loss reached.
+
+    Every run takes the same steps on the same loss, so the losses must agree; only the naive
+    run's network computes layers the loss never reads, and its targets again at every step.
+    """
+    settings = get_preset("gatys2016")
+    layers = settings.content_layers + settings.style_layers
+    full, _ = load_encoder("random", last_layer="pool5", seed=seed, device=device)
+    truncated, _ = load_encoder("random", last_layer=deepest_layer(layers), seed=seed, device=device)
+    naive_encoder = _FullDepth(full)
+    generator = torch.Generator().manual_seed(seed)
+    for size in config.gatys_sizes:
+        step(f"gatys {size}px")
+        content = torch.rand((1, 3, size, size), generator=generator).to(device)
+        style = torch.rand((1, 3, size, size), generator=generator).to(device)
+        start = initial_image(content, settings, seed=seed)
+        flops = gatys_iteration_flops(size, size, layers=layers, style_layers=settings.style_layers)
+        estimate = plan_memory("gatys", height=size, width=size, device=device, layers=layers).estimate_bytes
+        calls = {"naive": _GatysRun(lambda: GatysObjective(naive_encoder, content, [style], settings), start, settings)}
+        variants = _variants(config, GATYS_SPEED)
+        for name, speed in variants:
+            with speed.running(device, grad=True):
+                objective = GatysObjective(_prepared(truncated, speed), speed.input(content), [speed.input(style)], settings)
+            calls[name] = _autocast_call(speed, device, _GatysRun(lambda o=objective: o, start, settings))
+        # Each call is an iteration; the runs advance together, so the last losses are comparable.
+        timings = time_calls(calls, device=device, warmup=config.warmup, repeats=config.gatys_iterations)
+        for name, precision in [("naive", "float32")] + [(n, resolve_precision(v.precision, device)) for n, v in variants]:
+            seconds, peak, loss = timings[name]
+            report.measurements.append(_measurement("gatys", name, size, 1, seconds, flops, precision,
+                                                    peak=peak, estimate=estimate, final_loss=loss))
+
+
+def _autocast_call(speed: SpeedSettings, device: torch.device, call: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        with speed.running(device, grad=True):
+            return call()
+
+    return run
+
+
+#: The decoder's style weight in pytorch-AdaIN's recipe (mean squared errors).
+TRAINING_STYLE_WEIGHT = 10.0
+
+
+def bench_training(config: BenchConfig, device: torch.device, report: BenchReport, step: Callable[[str], None], *, seed: int = 0) -> None:
+    """Decoder training steps per second: encode, AdaIN, decode, encode the result, backward, Adam."""
+    size, batch = config.training_size, config.training_batch
+    step(f"training {size}px batch {batch}")
+    encoder, decoder = random_adain_networks(seed=seed, device=device)
+    generator = torch.Generator().manual_seed(seed)
+    content = torch.rand((batch, 3, size, size), generator=generator).to(device)
+    style = torch.rand((batch, 3, size, size), generator=generator).to(device)
+    flops = training_step_flops(size, size) * batch
+    variants = [("naive", SpeedSettings(precision="float32", channels_last=False)), *_variants(config)]
+    calls = {name: _training_step(speed, device, encoder, decoder, content, style) for name, speed in variants}
+    timings = time_calls(calls, device=device, warmup=config.warmup, repeats=config.repeats)
+    for name, speed in variants:
+        seconds, peak, loss = timings[name]
+        report.measurements.append(_measurement("training", name, size, batch, seconds, flops,
+                                                resolve_precision(speed.precision, device), peak=peak, final_loss=loss))
+
+
+def _training_step(speed: SpeedSettings, device: torch.device, encoder: nn.Module, decoder: nn.Module,
+                   content: torch.Tensor, style: torch.Tensor) -> Callable[[], float]:
+    """One step of pytorch-AdaIN's training on copies of the networks, run with ``speed``."""
+    encoder, decoder = _prepared(encoder, speed), _prepared(decoder, speed).train().requires_grad_(True)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-4)
+    content, style = speed.input(content), speed.input(style)
+
+    def train_step() -> float:
+        with speed.running(device, grad=True):
+            with torch.no_grad():
+                targets = encoder(style, STYLE_LOSS_LAYERS)
+                t = adain(encoder(content)[ADAIN_LAYER], targets[ADAIN_LAYER])
+            features = encoder(decoder(t), STYLE_LOSS_LAYERS)
+            loss = content_loss(features[ADAIN_LAYER], t) + TRAINING_STYLE_WEIGHT * sum(
+                mean_std_style_loss(features[layer], targets[layer]) for layer in STYLE_LOSS_LAYERS)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return train_step
+
+
+def run_benchmark(config: BenchConfig, *, device: str | torch.device = "auto", seed: int = 0,
+                  peak_gflops: float | None = None, callback: BenchCallback | None = None) -> BenchReport:
+    """Time the sections of ``config`` on ``device``; ``callback(done, total, case)`` before each case."""
+    device = resolve_device(device)
+    report = BenchReport(device_info(device, peak_gflops=peak_gflops), asdict(config))
+    total = (len(config.adain_sizes) * len(config.adain_batches) * 2 * ("adain" in config.sections)
+             + len(config.gatys_sizes) * ("gatys" in config.sections) + ("training" in config.sections))
+    done = 0
+
+    def step(case: str) -> None:
+        nonlocal done
+        if callback is not None:
+            callback(done, total, case)
+        done += 1
+
+    sections = {"adain": bench_adain, "gatys": bench_gatys, "training": bench_training}
+    for section in config.sections:
+        sections[section](config, device, report, step, seed=seed)
+    if callback is not None:
+        callback(done, total, "done")
+    return report
+
+
+def _measurement(case: str, variant: str, size: int, batch: int, seconds: float, flops: float, precision: str, *, style_cached: bool | None = None, peak: int | None = None,
+                 estimate: int | None = None, psnr_db: float | None = None, final_loss: float | None = None) -> Measurement:
+    return Measurement(case, variant, size, batch, seconds, batch / seconds, flops / 1e9, flops / 1e9 / seconds,
+                       precision, style_cached=style_cached, peak_memory_bytes=peak, estimated_memory_bytes=estimate,
+                       psnr_db=psnr_db, final_loss=final_loss)

@@ -1,0 +1,126 @@
+"""``painterly bench``: time AdaIN, Gatys and training on this device against a naive baseline."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from ..bench import BenchConfig, BenchReport, run_benchmark
+from .common import add_subcommand, info, positive_int
+
+EXAMPLES = """\
+  painterly bench                         # the full grid: minutes on a GPU, an hour on a CPU
+  painterly bench --quick --json bench.json
+  painterly bench --only adain --sizes 512 --batches 1 --ablation
+  painterly bench --only gatys --gatys-sizes 256 512 --device cuda
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = add_subcommand(
+        subparsers, "bench",
+        help="time AdaIN, Gatys and decoder training here, beside a naive float32 baseline",
+        examples=EXAMPLES,
+    )
+    parser.add_argument("--quick", action="store_true", help="64-pixel sizes and 2 repeats: checks the benchmark runs, in seconds")
+    parser.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
+    parser.add_argument("--only", nargs="+", choices=("adain", "gatys", "training"), help="sections to run (default: all)")
+    parser.add_argument("--sizes", nargs="+", type=positive_int, metavar="PX", help="AdaIN sizes (default: 256 512 1024)")
+    parser.add_argument("--batches", nargs="+", type=positive_int, metavar="N", help="AdaIN batch sizes (default: 1 8)")
+    parser.add_argument("--gatys-sizes", nargs="+", type=positive_int, metavar="PX", help="Gatys sizes (default: 256 512)")
+    parser.add_argument("--gatys-iterations", type=positive_int, metavar="N", help="timed Gatys iterations (default: 5)")
+    parser.add_argument("--training-size", type=positive_int, metavar="PX", help="training crop size (default: 256)")
+    parser.add_argument("--training-batch", type=positive_int, metavar="N", help="training batch (default: 8)")
+    parser.add_argument("--repeats", type=positive_int, help="timed runs per case; the median is reported (default: 3)")
+    parser.add_argument("--warmup", type=int, help="untimed runs first (default: 1)")
+    parser.add_argument("--ablation", action="store_true", help="also time each speed option alone (precision, layout)")
+    parser.add_argument("--compile", action="store_true", help="also time painterly's settings under torch.compile (slow to compile)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: every core this process may use)")
+    parser.add_argument("--peak-gflops", type=float, metavar="G", help="the device's peak GFLOP/s, for the table (known GPUs are looked up)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default: 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = BenchConfig.quick() if args.quick else BenchConfig()
+    changes = {
+        "adain_sizes": tuple(args.sizes) if args.sizes else None,
+        "adain_batches": tuple(args.batches) if args.batches else None,
+        "gatys_sizes": tuple(args.gatys_sizes) if args.gatys_sizes else None,
+        "gatys_iterations": args.gatys_iterations,
+        "training_size": args.training_size,
+        "training_batch": args.training_batch,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "sections": tuple(args.only) if args.only else None,
+    }
+    config = config.updated(**changes, ablation=args.ablation, compile=args.compile)
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    bar: tqdm | None = None
+
+    def progress(done: int, total: int, case: str) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, desc="benchmarking", unit="case", file=sys.stderr)
+        bar.set_postfix_str(case, refresh=False)
+        bar.update(done - bar.n)
+
+    try:
+        report = run_benchmark(config, device=args.device, seed=args.seed, peak_gflops=args.peak_gflops, callback=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(format_report(report))
+    if args.json:
+        info(f"wrote {report.save_json(args.json)}")
+    return 0
+
+
+def format_report(report: BenchReport) -> str:
+    """The measurements as a plain-text table, with the speed-ups over the naive runs."""
+    device = report.device
+    peaks = device.get("peak_gflops", {})
+    lines = [f"device: {device['name']} ({device['type']}"
+             + (f", {device['threads']} threads" if "threads" in device else "")
+             + f", bfloat16 {'native' if device['bf16_native'] else 'not native'}, torch {device['torch']})"]
+    header = f"{'case':9} {'size':>5} {'batch':>5} {'style':7} {'variant':23} {'precision':9} {'seconds':>9} {'items/s':>8} " \
+             f"{'GFLOP':>7} {'GFLOP/s':>8} {'peak':>7} {'memory':>8} {'speed-up':>8}  note"
+    lines += [header, "-" * len(header)]
+    speedups = {(s["case"], s["size"], s["batch"], s["style_cached"], s["variant"]): s["speedup"] for s in report.speedups()}
+    for m in report.measurements:
+        style = "" if m.style_cached is None else ("cached" if m.style_cached else "encoded")
+        peak = peaks.get(m.precision)
+        speedup = speedups.get((m.case, m.size, m.batch, m.style_cached, m.variant))
+        notes = [m.note] if m.note else []
+        if m.psnr_db is not None:
+            notes.append(f"PSNR {m.psnr_db:.1f} dB vs naive")
+        if m.final_loss is not None:
+            notes.append(f"loss {m.final_loss:.6g}")
+        lines.append(
+            f"{m.case:9} {m.size:5d} {m.batch:5d} {style:7} {m.variant:23} {m.precision:9} {_num(m.seconds, '.3f'):>9} "
+            f"{_num(m.items_per_second, '.2f'):>8} {m.gflop:7.1f} {_num(m.gflops_per_second, '.0f'):>8} "
+            f"{_num(peak, '.0f'):>7} {_mib(m.peak_memory_bytes):>8} {_num(speedup, '.2f', 'x'):>8}  {'; '.join(notes)}"
+        )
+    lines.append("seconds: per stylisation call or training step, per iteration for Gatys (median); "
+                 "peak: the device's peak GFLOP/s at that precision (- where unknown); "
+                 "memory: peak memory added (MiB); speed-up: naive seconds / these seconds")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, spec: str, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def _mib(count: int | None) -> str:
+    return "-" if count is None else f"{count / 2**20:.0f}"
