@@ -38,6 +38,7 @@ from .encoder import VGG19Encoder, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
+from .performance import ADAIN_SPEED, SpeedSettings, plan_memory
 from .weights import Progress, check_layout, is_registry_name, load_weights
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
@@ -165,12 +166,16 @@ class AdaINModel(nn.Module):
     """
 
     def __init__(self, encoder: VGG19Encoder, decoder: nn.Sequential, *,
-                 encoder_label: str = "custom", decoder_label: str = "custom", style_cache_size: int = 16) -> None:
+                 encoder_label: str = "custom", decoder_label: str = "custom", style_cache_size: int = 16,
+                 speed: SpeedSettings = ADAIN_SPEED) -> None:
         super().__init__()
         if encoder.last_layer != ADAIN_LAYER:
             raise ValueError(f"the AdaIN encoder must stop at {ADAIN_LAYER}, not {encoder.last_layer}")
-        self.encoder = encoder
-        self.decoder = decoder.requires_grad_(False).eval()
+        # Precision and memory layout (benchmarks/NOTES.md): bfloat16 where the device has it
+        # natively, channels_last; statistics and outputs stay float32.
+        self.speed = speed
+        self.encoder = speed.prepare(encoder)
+        self.decoder = speed.prepare(decoder.requires_grad_(False).eval())
         self.encoder_label = encoder_label
         self.decoder_label = decoder_label
         self._style_cache: OrderedDict[str, Stats] = OrderedDict()
@@ -205,11 +210,12 @@ class AdaINModel(nn.Module):
         return next(self.decoder.parameters()).device
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """relu4_1 features of an image whose sides are multiples of 8."""
-        return self.encoder(image)[ADAIN_LAYER]
+        """relu4_1 features (float32) of an image whose sides are multiples of 8."""
+        return self.encoder(self.speed.input(image))[ADAIN_LAYER].float()
 
     def decode(self, features: torch.Tensor) -> torch.Tensor:
-        return self.decoder(features)
+        """The image (float32, not clamped) for relu4_1 features."""
+        return self.decoder(self.speed.input(features)).float()
 
     def style_statistics(self, style: torch.Tensor) -> Stats:
         """Channel mean and std of the style's features, cached by the style's pixels."""
@@ -218,7 +224,7 @@ class AdaINModel(nn.Module):
             if key in self._style_cache:
                 self._style_cache.move_to_end(key)
                 return self._style_cache[key]
-        with torch.no_grad():
+        with self.speed.running(self.device):
             stats = channel_mean_std(self.encode(pad_to_multiple(style.to(self.device))))
         with self._cache_lock:
             self._style_cache[key] = stats
@@ -511,11 +517,21 @@ def stylize(
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device)
     tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
+    if not tiled:
+        # Tile rather than die out of memory, or refuse what even tiles cannot do.
+        plan = plan_memory("adain", height=content.height, width=content.width, device=model.device,
+                           precision=model.speed.precision,
+                           style_size=max(((s.height, s.width) for s in styles), key=lambda hw: hw[0] * hw[1]))
+        if plan.tile is not None:
+            if tile is False:
+                raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
+                                    f"{plan.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
+            tiled, tile_size = True, min(tile_size, plan.tile)
 
     # Luminance-only transfer runs the network on the grey content (Pillow's L is BT.601 luma,
     # as color.luminance) and gives the result the content's chroma back at the end.
     net_content = content.convert("L").convert("RGB") if preserve_color == "luminance" else content
-    with torch.no_grad():
+    with model.speed.running(model.device):
         # Colour statistics need no more than a downscaled copy: the whole image is never held
         # in float when tiled.
         reference = image_to_tensor(_colour_reference(content)).to(model.device)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .adain import AdaINModel
+from .performance import SpeedSettings
 from .errors import PainterlyError, SettingsError
 from .files import atomic_path
 
@@ -37,7 +38,9 @@ def export_onnx(model: AdaINModel, path: str | os.PathLike, *, opset: int = 18) 
         raise SettingsError(f"{path}: an ONNX model's file name must end in .onnx")
     path.parent.mkdir(parents=True, exist_ok=True)
     # A CPU copy of the network: the caller's model stays on its device.
-    model = AdaINModel(copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu())
+    # The exported graph is plain float32 NCHW: onnxruntime picks its own kernels.
+    plain = SpeedSettings(precision="float32", channels_last=False)
+    model = AdaINModel(copy.deepcopy(model.encoder).cpu(), copy.deepcopy(model.decoder).cpu(), speed=plain)
     example = (torch.rand(1, 3, 64, 48), torch.rand(1, 3, 48, 64), torch.tensor(1.0))
     dims = {name: torch.export.Dim(name, min=16, max=16384) for name in ("height", "width", "style_height", "style_width")}
     shapes = {
