@@ -15,7 +15,7 @@ from typing import Sequence
 from ..errors import PainterlyError
 
 #: Subcommand modules, in the order ``--help`` lists them. Each defines ``register(subparsers)``.
-COMMANDS = ("demo", "optimize", "sweep", "stylize", "export", "serve")
+COMMANDS = ("demo", "optimize", "sweep", "stylize", "train", "export", "serve")
 
 
 class _Parser(argparse.ArgumentParser):
