@@ -3,6 +3,7 @@ two processes train under torchrun, and the result loads as an AdaIN decoder."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -81,6 +82,8 @@ def test_short_run_learns_and_writes_a_complete_run_folder(dataset, tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["encoder"] == "random" and config["encoder_seed"] == 0 and config["encoder_label"] == "random(seed=0)"
     assert not list(run.rglob("*.part"))
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
     # The decoder is a plain state dict in the released decoder.pth layout.
     assert result.decoder_path == run / "decoder.pth"

@@ -638,7 +638,7 @@ def _monitor(encoder, decoder, monitor, config, amp, device, memory_format, run_
     grid = _monitor_grid(style_all[:shown], content_all[:shown], torch.cat(results)[:shown])
     save_image(grid, run_dir / "monitor" / f"iter_{iteration:07d}.png", metadata={"iteration": iteration, "columns": "style | content | result"})
     if writer is not None:
-        writer.add_image("monitor", torch.from_numpy(np.asarray(grid)).permute(2, 0, 1), iteration)
+        writer.add_image("monitor", np.asarray(grid), iteration, dataformats="HWC")
     return sums if score else None
 
 
