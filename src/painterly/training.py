@@ -179,7 +179,7 @@ class TrainResult:
     run_dir: Path
     decoder_path: Path
     iteration: int
-    losses: dict[str, float]  # the last log row's training losses
+    losses: dict[str, float | None]  # the last log row's training losses (None if no iteration ran)
     skipped: int
     encoder: str  # the encoder's label, e.g. vgg19-normalised or random(seed=0)
     images_per_second: float
@@ -342,6 +342,8 @@ def train(
     callback raising Cancelled), :class:`PainterlyError` when the loss stops being finite.
     """
     run_dir = Path(run_dir)
+    # Paths and devices are stored as text: the config must stay plain data (JSON, weights_only).
+    settings = {k: str(v) if k in ("encoder", "device") and v is not None else v for k, v in settings.items()}
     dirs = {k: str(v) for k, v in (("content_dir", content_dir), ("style_dir", style_dir)) if v is not None}
     checkpoint = None
     if resume:
@@ -533,7 +535,8 @@ def _train(
         content, new_content_skips = next_batch(content_batches, "content")
         style, new_style_skips = next_batch(style_batches, "style")
         new_skips = new_content_skips + new_style_skips
-        if new_skips:
+        if new_skips:  # every rank logs its own shard's files (rank 0 may not have made the folder yet)
+            run_dir.mkdir(parents=True, exist_ok=True)
             with open(run_dir / "skipped.txt", "a") as log:
                 log.write("".join(f"{s.path}\t{s.reason}\n" for s in new_skips))
         n = min(content.shape[0], style.shape[0])  # a skipped file shortens one of the batches
@@ -545,7 +548,8 @@ def _train(
             group["lr"] = lr
         loss_c, loss_s, _ = decoder_losses(encoder, model, content, style, amp=amp)
         loss = config.content_weight * loss_c + config.style_weight * loss_s
-        reduced = all_ranks_sum([loss_c.item(), loss_s.item(), loss.item(), float(n), float(skipped)])
+        # One device-to-host copy per iteration: each .item() would wait for the GPU on its own.
+        reduced = all_ranks_sum(torch.stack([loss_c, loss_s, loss]).tolist() + [float(n), float(skipped)])
         losses = {"content": reduced[0] / world_size, "style": reduced[1] / world_size, "total": reduced[2] / world_size}
         if not math.isfinite(losses["total"]):
             kept = checkpoint_paths(run_dir)

@@ -22,7 +22,7 @@ EXAMPLES = """\
   painterly train --resume runs/adain --iterations 200000  # train longer
   torchrun --nproc_per_node 4 -m painterly train --content-dir coco/ --style-dir wikiart/ -o runs/ddp
 then stylise with the decoder and the same encoder:
-  painterly stylize photo.jpg starry_night.jpg --decoder runs/adain/decoder.pth --encoder vgg19-normalised
+  painterly stylize photo.jpg --style starry_night.jpg -o out.png --decoder runs/adain/decoder.pth --encoder vgg19-normalised
 recipes:
 """ + "\n".join(f"  {name:7s} {source}" for name, source in RECIPE_SOURCES.items())
 
