@@ -201,14 +201,14 @@ def test_cli_stops_on_sigterm_with_a_checkpoint_and_resumes(dataset, tmp_path):
     environment = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "painterly", "train", "--content-dir", str(content), "--style-dir", str(style), "-o", str(run),
-         "--encoder", "random", "--image-size", "32", "--crop-size", "32", "--batch-size", "1", "--workers", "0",
+         "--encoder", "random", "--image-size", "32", "--crop-size", "32", "--batch-size", "1", "--workers", "1",
          "--log-every", "1", "--iterations", "100000", "--quiet"],
-        env=environment, stderr=subprocess.PIPE, text=True,
+        env=environment, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     deadline = time.monotonic() + 120
     while not read_losses(run / "losses.csv") and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)  # the whole group, loader worker included, as a batch system does
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "continue with --resume" in stderr and "Traceback" not in stderr

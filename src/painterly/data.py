@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -177,9 +178,25 @@ def infinite_loader(
             num_workers=workers,
             collate_fn=collate_skipping,
             pin_memory=pin_memory,
-            persistent_workers=workers > 0,
+            worker_init_fn=_leave_stop_signals_to_the_trainer if workers > 0 else None,
         )
     )
+
+
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    # Ctrl-C (and a batch system's SIGTERM) reach the whole process group. A loader worker killed
+    # by one would fail the batch the training loop waits for, before the loop could save a
+    # checkpoint; the loop stops the workers itself once it has saved.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_workers(batches: Iterator[Batch]) -> None:
+    """Stop a loader's worker processes now rather than at garbage collection, which a lingering
+    reference can put off until exit, where they ignore the interpreter's SIGTERM."""
+    shutdown = getattr(batches, "_shutdown_workers", None)  # torch's own orderly shutdown
+    if shutdown is not None:
+        shutdown()
 
 
 def load_fixed(dataset: ImageFolder, count: int) -> tuple[torch.Tensor | None, list[Skipped]]:

@@ -28,6 +28,7 @@ rank 0 alone writes files.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -46,7 +47,7 @@ import torch
 from PIL import Image
 
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
-from .data import Batch, ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files
+from .data import Batch, ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files, stop_workers
 from .device import resolve_device
 from .encoder import load_encoder
 from .errors import Cancelled, PainterlyError, SettingsError
@@ -379,7 +380,8 @@ def train(
     stop = _StopFlag()
     stop.install()
     try:
-        return _train(config, run_dir, checkpoint, device, rank, world_size, stop, callback)
+        with contextlib.ExitStack() as cleanup:
+            return _train(config, run_dir, checkpoint, device, rank, world_size, stop, callback, cleanup)
     finally:
         stop.restore()
         if started_group:
@@ -402,6 +404,7 @@ def _train(
     world_size: int,
     stop: _StopFlag,
     callback: TrainCallback | None,
+    cleanup: contextlib.ExitStack,
 ) -> TrainResult:
     distributed = world_size > 1
     main_process = rank == 0
@@ -460,6 +463,7 @@ def _train(
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=iteration or None)
+            cleanup.callback(writer.close)
         except ImportError:
             pass  # TensorBoard is optional: pip install 'painterly[tensorboard]'
 
@@ -509,6 +513,8 @@ def _train(
                       "workers": config.workers, "pin_memory": device.type == "cuda"}
     content_batches = infinite_loader(content_set, stream=0, start=drawn["content"], **loader_options)
     style_batches = infinite_loader(style_set, stream=1, start=drawn["style"], **loader_options)
+    cleanup.callback(stop_workers, content_batches)
+    cleanup.callback(stop_workers, style_batches)
     logged_bad: set[str] = set()
 
     def next_batch(batches: Iterator[Batch], stream: str) -> tuple[torch.Tensor, list[Skipped]]:
@@ -613,8 +619,6 @@ def _train(
                    "skipped": total_skipped, "encoder": encoder_label,
                    "images_per_second": images_per_second, "world_size": world_size, "decoder_checksums": checksums}
         _atomic_write(run_dir / "summary.json", lambda f: json.dump(summary, f, indent=2), binary=False)
-        if writer is not None:
-            writer.close()
     if distributed:
         torch.distributed.barrier()  # every rank returns once the files exist
     return TrainResult(run_dir, decoder_path, iteration, {k: last_row.get(k) for k in ("content", "style", "total")},
