@@ -626,7 +626,20 @@ def _train(
 
 
 @torch.no_grad()
-def _monitor(encoder, decoder, monitor, config, amp, device, memory_format, run_dir, iteration, writer, *, score: bool) -> dict[str, float] | None:
+def _monitor(
+    encoder: torch.nn.Module,
+    decoder: torch.nn.Module,
+    monitor: tuple[torch.Tensor, torch.Tensor] | None,
+    config: TrainConfig,
+    amp: torch.dtype | None,
+    device: torch.device,
+    memory_format: torch.memory_format,
+    run_dir: Path,
+    iteration: int,
+    writer: Any,
+    *,
+    score: bool,
+) -> dict[str, float] | None:
     """Write the monitor grid for the fixed batch; with held-out images, return their losses."""
     if monitor is None:
         return None
