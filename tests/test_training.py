@@ -251,3 +251,12 @@ def test_two_processes_train_with_torchrun_on_gloo(dataset, tmp_path):
     assert summary["world_size"] == 2 and summary["iteration"] == 3
     first, second = summary["decoder_checksums"]
     assert first == second  # DDP kept both ranks' decoders identical
+
+
+def test_an_unwritable_run_folder_is_one_line_and_exit_code_2(dataset, tmp_path, capsys):
+    content, style = dataset
+    (tmp_path / "a-file").write_text("in the way")
+    code = cli_main(["train", "--content-dir", str(content), "--style-dir", str(style), "-o", str(tmp_path / "a-file" / "run"),
+                     "--encoder", "random", "--workers", "0"])
+    stderr = capsys.readouterr().err
+    assert code == 2 and "cannot make the run folder" in stderr and len(stderr.strip().splitlines()) == 1

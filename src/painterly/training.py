@@ -216,13 +216,16 @@ def decoder_losses(
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = True) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb" if binary else "w") as file:
-            write(file)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(handle, "wb" if binary else "w") as file:
+                write(file)
+            os.replace(temporary, path)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+    except OSError as error:
+        raise PainterlyError(f"{path}: cannot be written ({error.strerror or error})") from None
 
 
 def checkpoint_paths(run_dir: Path) -> list[Path]:
@@ -253,11 +256,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _append_csv_row(path: Path, row: dict[str, Any]) -> None:
     values = ["" if row.get(key) is None else (f"{row[key]:.9g}" if isinstance(row[key], float) else str(row[key])) for key in CSV_COLUMNS]
     # One write() on an O_APPEND descriptor: a crash leaves whole rows or none.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (",".join(values) + "\n").encode())
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (",".join(values) + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise PainterlyError(f"{path}: cannot be written ({error.strerror or error})") from None
 
 
 def read_losses(path: str | os.PathLike) -> list[dict[str, float | None]]:
@@ -450,8 +456,11 @@ def _train(
     # --- run folder (rank 0) ---
     writer = None
     if main_process:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (run_dir / "monitor").mkdir(exist_ok=True)
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (run_dir / "monitor").mkdir(exist_ok=True)
+        except OSError as error:
+            raise PainterlyError(f"{run_dir}: cannot make the run folder ({error.strerror or error})") from None
         # encoder and encoder_seed say which encoder to stylise with: the decoder only fits that one.
         run_info = {**config.to_dict(), "encoder_label": encoder_label, "world_size": world_size}
         _atomic_write(run_dir / "config.json", lambda f: json.dump(run_info, f, indent=2), binary=False)
