@@ -4,6 +4,7 @@ from .adain import AdaINModel, StylizeResult, stylize
 from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
+from .training import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
 
@@ -27,4 +28,7 @@ __all__ = [
     "save_checkpoint",
     "save_image",
     "stylize",
+    "train",
+    "TrainConfig",
+    "TrainResult",
 ]
