@@ -126,7 +126,10 @@ def test_cli_writes_a_table_and_json(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.part"))
 
 
-def test_json_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+def test_json_where_no_file_can_be_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
     with pytest.raises(PainterlyError, match="cannot be written"):
-        BenchReport({}, {}).save_json(tmp_path / "no" / "such" / "bench.json")
-    assert not list(tmp_path.rglob("*.part"))
+        BenchReport({}, {}).save_json(tmp_path / "a-file" / "bench.json")
+    BenchReport({}, {}).save_json(tmp_path / "new" / "bench.json")  # missing folders are made, as for images
+    assert (tmp_path / "new" / "bench.json").is_file()
+    assert not list(tmp_path.rglob("*.part*"))

@@ -24,7 +24,6 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,7 +35,8 @@ from torch import nn
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
 from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder
-from .errors import PainterlyError, SettingsError
+from .errors import SettingsError
+from .files import atomic_path
 from .gatys import GatysObjective, GatysSettings, get_preset, initial_image, make_optimizer
 from .losses import content_loss, mean_std_style_loss
 from .performance import (
@@ -160,18 +160,8 @@ class BenchReport:
         """Write :meth:`to_dict` as JSON atomically (temp file, then rename)."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        temporary = None
-        try:
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-            with os.fdopen(handle, "w") as file:
-                file.write(text)
-            os.replace(temporary, path)
-        except BaseException as error:
-            if temporary is not None:
-                Path(temporary).unlink(missing_ok=True)
-            if isinstance(error, OSError):
-                raise PainterlyError(f"{path}: cannot be written ({error.strerror or error})") from None
-            raise
+        with atomic_path(path) as temporary:
+            temporary.write_text(text)
         return path
 
 

@@ -35,7 +35,6 @@ import math
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -51,6 +50,7 @@ from .data import Batch, ImageFolder, Skipped, find_images, infinite_loader, loa
 from .device import resolve_device
 from .encoder import load_encoder
 from .errors import Cancelled, PainterlyError, SettingsError
+from .files import atomic_path
 from .images import check_size, save_image, tensor_to_image
 from .losses import content_loss, mean_std_style_loss
 
@@ -216,16 +216,8 @@ def decoder_losses(
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], *, binary: bool = True) -> None:
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(handle, "wb" if binary else "w") as file:
-                write(file)
-            os.replace(temporary, path)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-    except OSError as error:
-        raise PainterlyError(f"{path}: cannot be written ({error.strerror or error})") from None
+    with atomic_path(path) as temporary, open(temporary, "wb" if binary else "w") as file:
+        write(file)
 
 
 def checkpoint_paths(run_dir: Path) -> list[Path]:
