@@ -157,7 +157,7 @@ def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_
         code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(stripes_path), "-o", str(out), *SMALL, *args)
         assert code == 2 and len(stderr.strip().splitlines()) == 1 and all(f in stderr for f in fragments), stderr
     code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(tmp_path / "empty"), "-o", str(out))
-    assert code == 2 and "holds no images" in stderr
+    assert code == 2 and "style folder" in stderr and "has no images" in stderr
     assert not out.exists()
 
 

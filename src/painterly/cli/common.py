@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 from pathlib import Path
 from typing import Callable
@@ -11,7 +12,9 @@ from tqdm import tqdm
 
 from ..color import PRESERVE_COLOR_CHOICES
 from ..device import DEVICE_CHOICES
+from ..errors import SettingsError
 from ..gatys import Progress
+from ..images import IMAGE_SUFFIXES, list_images
 
 
 def info(message: str) -> None:
@@ -111,3 +114,22 @@ def add_preserve_color_argument(parser: argparse.ArgumentParser) -> None:
         "content's colour mean and covariance; 'luminance' transfers on the luminance only (the style's "
         "histogram matched to the content's) and puts back the content's chroma (default: none)",
     )
+
+
+def expand_inputs(specs: list[str], *, what: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files named by ``specs``: files as given, folders' images, globs' matches (in order)."""
+    paths: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise SettingsError(f"{what} folder {spec} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif path.exists() or not glob.has_magic(spec):
+            found = [path]  # a missing file is reported by the loader, with its name
+        else:
+            found = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).suffix.lower() in suffixes]
+            if not found:
+                raise SettingsError(f"{what} pattern {spec!r} matches no images")
+        paths += found
+    return paths

@@ -6,11 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ImageError
 from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize, save_checkpoint
 from ..images import (
     check_output_path,
-    list_images,
     load_image,
     merge_alpha,
     save_image,
@@ -19,11 +17,12 @@ from ..images import (
 )
 from ..plotting import plot_losses
 from .common import (
-    add_preserve_color_argument,
     OptimizationProgress,
+    add_preserve_color_argument,
     add_runtime_arguments,
     add_subcommand,
     download_bar,
+    expand_inputs,
     info,
     non_negative_float,
     numbered_path,
@@ -104,28 +103,13 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     add_runtime_arguments(parser)
 
 
-def style_paths(arguments: list[str]) -> list[Path]:
-    """The style files named on the command line, a folder standing for the images in it."""
-    paths: list[Path] = []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise ImageError(f"{path}: the folder holds no images")
-            paths += found
-        else:
-            paths.append(path)
-    return paths
-
-
 def transfer_keywords(args: argparse.Namespace) -> dict[str, Any]:
     """Read the inputs and settings of :func:`add_transfer_arguments` into :func:`optimize` keywords."""
     init_image, init = None, args.init
     if init not in (None, "content", "noise"):
         init_image, init = load_image(init), None
     return {
-        "style": [load_image(path) for path in style_paths(args.styles)],
+        "style": [load_image(path) for path in expand_inputs(args.styles, what="style")],
         "style_weights": args.style_weights,
         "masks": [load_image(path) for path in args.masks] if args.masks else None,
         "preset": args.preset,
@@ -218,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if result.weights_note:
         info(result.weights_note)
     image = merge_alpha(result.image, alpha)
-    styles = [path.name for path in style_paths(args.styles)]
+    styles = [path.name for path in expand_inputs(args.styles, what="style")]
     metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles}
     if args.masks:
         metadata["masks"] = [Path(path).name for path in args.masks]

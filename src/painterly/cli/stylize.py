@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 from pathlib import Path
 
@@ -12,8 +11,16 @@ from tqdm import tqdm
 from ..adain import DEFAULT_STYLE_SIZE, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE, AdaINModel, check_settings, stylize
 from ..device import resolve_device
 from ..errors import SettingsError
-from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, list_images, load_image, save_image
-from .common import add_preserve_color_argument, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, load_image, save_image
+from .common import (
+    add_preserve_color_argument,
+    add_runtime_arguments,
+    add_subcommand,
+    download_bar,
+    expand_inputs,
+    info,
+    positive_int,
+)
 
 #: Content files with these endings are stylised frame by frame (needs the ``video`` extra).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -60,26 +67,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     add_runtime_arguments(parser)
     parser.set_defaults(run=run)
-
-
-def expand(specs: list[str], *, what: str, videos: bool = False) -> list[Path]:
-    """Files named by ``specs``: files as given, folders' images, globs' matches (in order)."""
-    suffixes = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
-    paths: list[Path] = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise SettingsError(f"{what} folder {spec} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        elif path.exists() or not glob.has_magic(spec):
-            found = [path]  # a missing file is reported by the loader, with its name
-        else:
-            found = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).suffix.lower() in suffixes]
-            if not found:
-                raise SettingsError(f"{what} pattern {spec!r} matches no images")
-        paths += found
-    return paths
 
 
 def plan(contents: list[Path], style_groups: list[list[Path]], output: Path) -> list[tuple[Path, list[Path], Path]]:
@@ -131,8 +118,8 @@ def is_video(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    contents = expand(args.content, what="content", videos=True)
-    styles = expand(args.style, what="style")
+    contents = expand_inputs(args.content, what="content", suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    styles = expand_inputs(args.style, what="style")
     blend = args.style_weights is not None or args.mask is not None
     tile = "auto" if args.tile is None else args.tile
     check_settings(style_count=len(styles) if blend else 1, alpha=args.alpha, style_weights=args.style_weights,
