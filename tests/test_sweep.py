@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from painterly.cli import main
 from painterly.cli.sweep import GAP, LABEL_HEIGHT, ROW_LABEL_WIDTH, contact_sheet
 from painterly.images import read_metadata
+from painterly.weights import layout_keys
 
 from conftest import run_cli
 
@@ -54,8 +56,28 @@ def test_sweep_renders_the_stated_grid(scene_path, stripes_path, tmp_path):
 
 def test_sweep_refuses_unknown_or_repeated_settings(scene_path, stripes_path, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
-        main(["sweep", str(scene_path), str(stripes_path), "--param", "alpha", "0.5", "1"])
-    assert exit.value.code == 2 and "cannot sweep 'alpha'" in capsys.readouterr().err
+        main(["sweep", str(scene_path), str(stripes_path), "--param", "gamma", "0.5", "1"])
+    assert exit.value.code == 2 and "cannot sweep 'gamma'" in capsys.readouterr().err
     code = main(["sweep", str(scene_path), str(stripes_path), "-o", str(tmp_path / "s.png"),
                  "--param", "tv_weight", "0", "1", "--param2", "tv-weight", "2"])
     assert code == 2 and "both sweep tv_weight" in capsys.readouterr().err
+
+
+def test_alpha_sweeps_adain_with_a_decoder_file(scene_path, stripes_path, tmp_path, capsys):
+    torch.manual_seed(0)
+    decoder = tmp_path / "decoder.pth"
+    torch.save({key: torch.randn(shape) * 0.05 for key, shape in layout_keys("decoder").items()}, decoder)
+    sheet_path = tmp_path / "alpha.png"
+    common = ["sweep", str(scene_path), str(stripes_path), "--size", "48", "--quiet",
+              "--encoder", "random", "--decoder", str(decoder)]
+    assert main([*common, "-o", str(sheet_path), "--param", "alpha", "0", "0.5", "1"]) == 0
+    sheet = Image.open(sheet_path).convert("RGB")
+    cell_w, cell_h = 48, 32
+    assert sheet.size == (3 * cell_w + 4 * GAP, LABEL_HEIGHT + cell_h + 2 * GAP)
+    cells = [sheet.crop((x, LABEL_HEIGHT + GAP, x + cell_w, LABEL_HEIGHT + GAP + cell_h)).tobytes()
+             for x in (GAP + column * (cell_w + GAP) for column in range(3))]
+    assert len(set(cells)) == 3  # alpha changed every picture
+    capsys.readouterr()
+    code = main([*common, "-o", str(tmp_path / "mixed.png"), "--param", "alpha", "0", "1", "--param2", "tv_weight", "0", "1"])
+    assert code == 2 and "sweep alpha with nothing else" in capsys.readouterr().err
+    assert not (tmp_path / "mixed.png").exists()

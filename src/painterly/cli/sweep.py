@@ -8,6 +8,7 @@ from itertools import product
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import SettingsError
+from ..adain import load_model, stylize
 from ..gatys import optimize
 from ..images import check_output_path, load_image, save_image
 from .common import add_subcommand, info
@@ -17,7 +18,10 @@ EXAMPLES = """\
   painterly sweep photo.jpg starry_night.jpg -o sheet.png --param style_weight 10 100 1000
   painterly sweep photo.jpg starry_night.jpg -o sheet.png --param style_weight 10 100 1000 \\
       --param2 style_scale 0.5 1
-  painterly sweep photo.jpg starry_night.jpg -o sheet.png --param tv_weight 0 1e-3 1e-2 --size 96"""
+  painterly sweep photo.jpg starry_night.jpg -o sheet.png --param tv_weight 0 1e-3 1e-2 --size 96
+  painterly sweep photo.jpg starry_night.jpg -o sheet.png --param alpha 0.25 0.5 0.75 1   # AdaIN
+  painterly sweep photo.jpg starry_night.jpg -o sheet.png --param alpha 0.5 1 \
+      --param2 style_weight 10 1000                   # AdaIN across, optimisation down"""
 
 #: The settings a sweep can vary, and how their values are read.
 SWEEP_PARAMETERS = {
@@ -27,6 +31,7 @@ SWEEP_PARAMETERS = {
     "style_scale": float,
     "learning_rate": float,
     "iterations": int,
+    "alpha": float,  # AdaIN's: cells swept in alpha are painted by stylize, in one pass each
 }
 #: Contact-sheet layout, in pixels: the gap around cells, the column-label strip at the top and
 #: the row-label strip on the left (only when there is a second parameter).
@@ -84,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
     )
     add_transfer_arguments(parser, size_default=128, iterations_default=40)
+    parser.add_argument("--decoder", default="adain", help="AdaIN decoder, for an alpha sweep (default: adain)")
+    parser.add_argument("--encoder", default="adain", help="AdaIN encoder, for an alpha sweep (default: adain)")
     parser.add_argument("-o", "--output", default="sweep.png", help="the contact sheet, PNG or JPEG (default: sweep.png)")
     choices = ", ".join(SWEEP_PARAMETERS)
     parser.add_argument("--param", required=True, nargs="+", action=SweepParameter, metavar=("NAME", "VALUE"),
@@ -106,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     for number, (row, value) in enumerate(product(range(len(row_values)), values), start=1):
         varied = {name: value} if row_name is None else {name: value, row_name: row_values[row]}
         label = ", ".join(f"{key}={val:g}" for key, val in varied.items())
+        if "alpha" in varied:
+            cells[row].append(_stylize_cell(args, content, keywords, varied))
+            continue
         bar = ScaleProgress(quiet=args.quiet, description=f"{number}/{total} {label}")
         try:
             result = optimize(content, callback=bar, **{**keywords, **varied})
@@ -121,3 +131,13 @@ def run(args: argparse.Namespace) -> int:
                                        "rows": None if row_name is None else [row_name, row_values]})
     info(f"wrote {output} ({len(row_values)} rows x {len(values)} columns)")
     return 0
+
+
+def _stylize_cell(args: argparse.Namespace, content: Image.Image, keywords: dict, varied: dict) -> Image.Image:
+    """One AdaIN cell: alpha (and only alpha) comes from the sweep, the rest from the flags."""
+    others = sorted(set(varied) - {"alpha"})
+    if others:
+        raise SettingsError(f"alpha is AdaIN's and {', '.join(others)} optimisation's: sweep alpha with nothing else")
+    model = load_model(encoder=args.encoder, decoder=args.decoder, seed=args.seed, device=args.device)
+    return stylize(content, keywords["style"], alpha=varied["alpha"], style_weights=keywords["style_weights"],
+                   preserve_color=args.preserve_color, content_size=args.size, style_size=args.size, model=model).image
