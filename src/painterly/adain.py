@@ -48,7 +48,7 @@ STYLE_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 DOWNSAMPLING = 8
 #: ``tile="auto"`` tiles images with more pixels than this.
 AUTO_TILE_PIXELS = 2_000_000
-#: Tiled, the content's colour statistics (for ``preserve_color``) come from a copy this small.
+#: The content's colour statistics (for ``preserve_color``) come from a copy at most this large.
 COLOUR_REFERENCE_PIXELS = 1024 * 1024
 #: Context around each tile when gathering the content's statistics: more than the receptive
 #: field radius of relu4_1 (about 30 px), so a tile core's features equal the whole image's.

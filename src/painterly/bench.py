@@ -32,13 +32,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
+from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, AdaINModel, adain, blend_styles, build_decoder
 from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder
 from .errors import SettingsError
 from .files import atomic_path
 from .gatys import GatysObjective, GatysSettings, get_preset, initial_image, make_optimizer
-from .losses import content_loss, mean_std_style_loss
+from .losses import channel_mean_std, content_loss, mean_std_style_loss
 from .performance import (
     ADAIN_SPEED,
     GATYS_SPEED,
@@ -265,7 +265,8 @@ def _prepared(module: nn.Module, speed: SpeedSettings) -> nn.Module:
 
 def bench_adain(config: BenchConfig, device: torch.device, report: BenchReport, step: Callable[[str], None], *, seed: int = 0) -> None:
     encoder, decoder = random_adain_networks(seed=seed, device=device)
-    variants = [(name, speed, _prepared(encoder, speed), _prepared(decoder, speed)) for name, speed in _variants(config)]
+    variants = [(name, speed, AdaINModel(copy.deepcopy(encoder), copy.deepcopy(decoder), speed=speed))
+                for name, speed in _variants(config)]
     generator = torch.Generator().manual_seed(seed)
     for size in config.adain_sizes:
         for batch in config.adain_batches:
@@ -294,13 +295,13 @@ def bench_adain(config: BenchConfig, device: torch.device, report: BenchReport, 
                         return decoder(adain(encoder(content)[ADAIN_LAYER], encoder(style)[ADAIN_LAYER]))
 
                 calls = {"naive": naive}
-                for name, speed, fast_encoder, fast_decoder in variants:
-                    calls[name] = _fast_adain(speed, device, fast_encoder, fast_decoder, content, style, cached=cached)
+                for name, _, model in variants:
+                    calls[name] = _fast_adain(model, content, style, cached=cached)
                 timings = time_calls(calls, device=device, warmup=config.warmup, repeats=config.repeats)
                 seconds, peak, reference = timings["naive"]
                 report.measurements.append(_measurement("adain", "naive", size, batch, seconds, flops, "float32",
                                                         style_cached=cached, peak=peak, estimate=plan.estimate_bytes))
-                for name, speed, _, _ in variants:
+                for name, speed, _ in variants:
                     seconds, peak, output = timings[name]
                     precision = resolve_precision(speed.precision, device)
                     estimate = plan_memory("adain", height=size, width=size, batch=batch, device=device,
@@ -310,21 +311,18 @@ def bench_adain(config: BenchConfig, device: torch.device, report: BenchReport, 
                         estimate=estimate, psnr_db=psnr(reference.float(), output.float())))
 
 
-def _fast_adain(speed: SpeedSettings, device: torch.device, encoder: nn.Module, decoder: nn.Module,
-                content: torch.Tensor, style: torch.Tensor, *, cached: bool) -> Callable[[], torch.Tensor]:
-    """A stylisation call run with ``speed``; with ``cached``, the style is encoded once, now.
-
-    The cache holds the style's relu4_1 features rather than their mean and std: adain() takes
-    features, and the statistics of a 64x64x512 map cost a thousandth of the encoding.
-    """
-    content, style = speed.input(content), speed.input(style)
-    with speed.running(device):
-        style_features = encoder(style)[ADAIN_LAYER] if cached else None
+def _fast_adain(model: AdaINModel, content: torch.Tensor, style: torch.Tensor, *, cached: bool) -> Callable[[], torch.Tensor]:
+    """A stylisation call through :class:`AdaINModel`, the code ``painterly stylize`` runs, with
+    its speed settings; with ``cached``, the style's statistics are computed once, now."""
+    device = model.device
+    with model.speed.running(device):
+        style_stats = channel_mean_std(model.encode(style)) if cached else None
 
     def call() -> torch.Tensor:
-        with speed.running(device):
-            features = style_features if cached else encoder(style)[ADAIN_LAYER]
-            return decoder(adain(encoder(content)[ADAIN_LAYER], features))
+        with model.speed.running(device):
+            stats = style_stats if cached else channel_mean_std(model.encode(style))
+            features = model.encode(content)
+            return model.decode(blend_styles(features, [channel_mean_std(features)], [stats], [1.0]))
 
     return call
 
