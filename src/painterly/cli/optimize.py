@@ -103,13 +103,14 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     add_runtime_arguments(parser)
 
 
-def transfer_keywords(args: argparse.Namespace) -> dict[str, Any]:
-    """Read the inputs and settings of :func:`add_transfer_arguments` into :func:`optimize` keywords."""
+def transfer_keywords(args: argparse.Namespace, style_paths: list[Path]) -> dict[str, Any]:
+    """Read the inputs and settings of :func:`add_transfer_arguments` into :func:`optimize`
+    keywords; ``style_paths`` are the style arguments already expanded (:func:`expand_inputs`)."""
     init_image, init = None, args.init
     if init not in (None, "content", "noise"):
         init_image, init = load_image(init), None
     return {
-        "style": [load_image(path) for path in expand_inputs(args.styles, what="style")],
+        "style": [load_image(path) for path in style_paths],
         "style_weights": args.style_weights,
         "masks": [load_image(path) for path in args.masks] if args.masks else None,
         "preset": args.preset,
@@ -181,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(output, inputs=(args.content, *args.styles))
     state_path = output.with_suffix(".state.pt")
     content, alpha = split_alpha(load_image(args.content, keep_alpha=args.keep_alpha))
-    keywords = transfer_keywords(args)
+    style_paths = expand_inputs(args.styles, what="style")  # once: a folder may change during a long run
+    keywords = transfer_keywords(args, style_paths)
     saved_state = False
 
     def save_intermediate(progress: Progress) -> None:
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if result.weights_note:
         info(result.weights_note)
     image = merge_alpha(result.image, alpha)
-    styles = [path.name for path in expand_inputs(args.styles, what="style")]
+    styles = [path.name for path in style_paths]
     metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles}
     if args.masks:
         metadata["masks"] = [Path(path).name for path in args.masks]

@@ -11,7 +11,7 @@ from ..errors import SettingsError
 from ..adain import load_model, stylize
 from ..gatys import optimize
 from ..images import check_output_path, load_image, save_image
-from .common import add_subcommand, info
+from .common import add_subcommand, expand_inputs, info
 from .optimize import ScaleProgress, add_transfer_arguments, transfer_keywords
 
 EXAMPLES = """\
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError(f"--param and --param2 both sweep {name}: choose two different settings")
     row_name, row_values = second if second is not None else (None, [None])
     content = load_image(args.content)
-    keywords = transfer_keywords(args)
+    keywords = transfer_keywords(args, expand_inputs(args.styles, what="style"))
     cells: list[list[Image.Image]] = [[] for _ in row_values]
     total = len(values) * len(row_values)
     for number, (row, value) in enumerate(product(range(len(row_values)), values), start=1):
