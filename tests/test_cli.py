@@ -29,6 +29,7 @@ def test_optimize_writes_image_metadata_intermediates_and_plot(scene_path, strip
     metadata = read_metadata(out)
     assert metadata["seed"] == 3 and metadata["weights"] == "random(seed=3)"
     assert metadata["iterations"] == 4 and metadata["tv_weight"] == 1e-5 and metadata["style"] == "stripes.png"
+    assert metadata["precision"] == "float32"  # Gatys's default (bfloat16 is --precision bfloat16)
     assert (out.parent / "result_00002.png").is_file()
     assert (out.parent / "result_losses.png").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["result.png", "result.state.pt", "result_00002.png", "result_losses.png"]
@@ -46,6 +47,11 @@ def test_same_seed_same_image(scene_path, stripes_path, tmp_path):
     for name in ("a.png", "b.png"):
         assert run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(tmp_path / name), *FAST, "--init", "noise").returncode == 0
     assert Image.open(tmp_path / "a.png").tobytes() == Image.open(tmp_path / "b.png").tobytes()
+    half = tmp_path / "bf16.png"
+    assert run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(half), *FAST, "--init", "noise",
+                   "--precision", "bfloat16").returncode == 0
+    assert read_metadata(half)["precision"] == "bfloat16"
+    assert Image.open(half).tobytes() != Image.open(tmp_path / "a.png").tobytes()
 
 
 def one_clear_error(result, *fragments):

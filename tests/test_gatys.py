@@ -18,6 +18,7 @@ from painterly.gatys import (
 from painterly.images import image_to_tensor
 from painterly.losses import normalized_weights
 from painterly.losses import gram_matrix
+from painterly.performance import SpeedSettings
 
 from conftest import make_scene, make_stripes
 
@@ -110,6 +111,21 @@ def test_other_presets_reduce_their_loss(name):
     encoder, _ = load_encoder("random", last_layer="relu5_2", seed=0)
     result = optimize_image(content, [style], encoder=encoder, settings=get_preset(name).updated(iterations=8))
     assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_bfloat16_is_an_opt_in_that_still_descends():
+    # Adam, whose steps do not hinge on gradient differences as L-BFGS's do, descends alike in both.
+    content, style = make_scene(48, 32), make_stripes(48, 32)
+    settings = dict(size=48, iterations=8, weights="random", init="content", tv_weight=1e-5, device="cpu",
+                    optimizer="adam", learning_rate=5.0)
+    full = optimize(content, style, **settings)
+    half = optimize(content, style, speed=SpeedSettings(precision="bfloat16"), **settings)
+    assert (full.precision, half.precision) == ("float32", "bfloat16")
+    assert half.metadata()["precision"] == "bfloat16"
+    assert half.history[-1]["total"] < 0.75 * half.history[0]["total"]
+    # The same run in bfloat16 arithmetic: close to float32's losses, not equal to them.
+    assert half.history[0]["total"] != full.history[0]["total"]
+    assert abs(half.history[-1]["total"] / full.history[-1]["total"] - 1) < 0.05
 
 
 def test_several_styles_blend_their_grams():

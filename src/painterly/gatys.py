@@ -51,7 +51,7 @@ from .losses import (
     normalized_weights,
     total_variation_loss,
 )
-from .performance import GATYS_SPEED, plan_memory
+from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
@@ -388,6 +388,7 @@ def optimize_image(
     init_image: torch.Tensor | None = None,
     resume: Mapping[str, Any] | None = None,
     seed: int = 0,
+    speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
 ) -> GatysResult:
     """Run Gatys transfer at one scale on tensors (1, 3, H, W) in [0, 1]; styles may have other sizes.
@@ -396,6 +397,8 @@ def optimize_image(
     ``masks`` (one per style, see :class:`GatysObjective`) confine each style to a region.
     ``resume``, a checkpoint from :attr:`Progress.checkpoint`, continues that run from its
     pixels, optimiser state and iteration: the same run split in two gives the same pixels.
+    The losses are computed under ``speed``'s precision (the caller prepares ``encoder`` with
+    :meth:`SpeedSettings.prepare`); gradients flow back outside autocast, the pixels stay float32.
     The callback sees every iteration and may raise :class:`painterly.errors.Cancelled`.
     """
     if not styles:
@@ -403,7 +406,8 @@ def optimize_image(
     if init_image is not None and init_image.shape != content.shape:
         raise SettingsError(f"init image shape {tuple(init_image.shape)} differs from the content's {tuple(content.shape)}")
     torch.manual_seed(seed)
-    objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks)
+    with speed.running(content.device, grad=True):
+        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks)
     if resume is not None:
         start, done = resume["pixels"].to(content), int(resume["iteration"])
         if start.shape != content.shape:
@@ -430,7 +434,8 @@ def optimize_image(
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            losses = objective(pixels)
+            with speed.running(pixels.device, grad=True):
+                losses = objective(pixels)
             losses["total"].backward()
             if not reported:  # the losses at the start of this iteration
                 reported.update({key: value.detach() for key, value in losses.items()})
@@ -524,6 +529,7 @@ class OptimizationResult:
     seed: int
     weights_note: str | None = None
     style_weights: list[float] = field(default_factory=list)
+    precision: str = "float32"
 
     def metadata(self) -> dict[str, Any]:
         """Settings, seed and weights, for the PNG's text chunks."""
@@ -533,6 +539,7 @@ class OptimizationResult:
             "style_weights": self.style_weights,
             "seed": self.seed,
             "weights": self.weights,
+            "precision": self.precision,
         }
 
 
@@ -551,6 +558,7 @@ def optimize(
     resume: str | os.PathLike | Mapping[str, Any] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
+    speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
     download_progress: DownloadProgress | None = None,
     **overrides: Any,
@@ -574,6 +582,10 @@ def optimize(
       cost 1 + 1/4 + 1/16 = 1.31x a single-scale 384 px run; measured side by side on the CPU
       (random weights, gatys2016, 10 L-BFGS iterations per scale): 27.8 s vs 21.3 s of CPU
       time, 1.31x.
+    * ``speed``: precision, memory layout and compilation (:class:`SpeedSettings`). The default
+      is float32, because bfloat16 gradients slowed L-BFGS's progress (benchmarks/NOTES.md);
+      ``SpeedSettings(precision="bfloat16")`` trades that for about 1.3x per iteration on CPUs
+      with native bfloat16.
     * ``resume``: a checkpoint (or its path) from :attr:`Progress.checkpoint` continues that
       run with its settings, seed and weights; only ``iterations``/``iterations_per_scale``
       may change, anything else given must match.
@@ -602,7 +614,8 @@ def optimize(
     plan_memory("gatys", height=output_size[1], width=output_size[0], device=device,
                 layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
     encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
-    encoder = GATYS_SPEED.prepare(encoder)
+    encoder = speed.prepare(encoder)
+    precision = resolve_precision(speed.precision, device)
 
     history: list[dict[str, float]] = list(checkpoint["history"]) if checkpoint is not None else []
     first_scale = checkpoint["scale"] if checkpoint is not None else 1
@@ -655,10 +668,11 @@ def optimize(
             init_image=init,
             resume=checkpoint if checkpoint is not None and scale == first_scale else None,
             seed=seed,
+            speed=speed,
             callback=report,
         )
         image = result.image
     output = restore_colors(image, content_tensor, settings.preserve_color)
     if settings.transfer_color_only:
         output = keep_luminance(output, content_tensor)
-    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend)
+    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -97,7 +98,14 @@ class SpeedSettings:
         asked (call once, then reuse the result)."""
         if self.channels_last:
             module = channels_last(module)
-        return torch.compile(module) if self.compile else module
+        if not self.compile:
+            return module
+        # Inductor writes C++ for CPUs: without a compiler the first call would fail deep inside it.
+        on_cpu = any(parameter.device.type == "cpu" for parameter in module.parameters())
+        if on_cpu and not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+            raise SettingsError("torch.compile on a CPU needs a C++ compiler (g++ or clang++): install one, "
+                                "or run without compiling")
+        return torch.compile(module)
 
     def input(self, image: torch.Tensor) -> torch.Tensor:
         """An input tensor in this layout."""

@@ -15,6 +15,7 @@ from ..device import DEVICE_CHOICES
 from ..errors import SettingsError
 from ..gatys import Progress
 from ..images import IMAGE_SUFFIXES, list_images
+from ..performance import PRECISIONS, SpeedSettings
 
 
 def info(message: str) -> None:
@@ -57,6 +58,22 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to compute (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, recorded in the output (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser, *, default_precision: str, why: str) -> None:
+    """``--precision`` and ``--compile`` (:class:`SpeedSettings`); ``why`` explains the default."""
+    parser.add_argument("--precision", choices=PRECISIONS, default=default_precision,
+                        help=f"arithmetic of the networks: auto is bfloat16 where the device computes it natively, "
+                        f"else float32 (default: {default_precision}; {why})")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the networks with torch.compile: a minute or more before the first result "
+                        "(again for every new size), faster after; pays off for long runs, videos and many "
+                        "same-size images")
+
+
+def speed_settings(args: argparse.Namespace) -> SpeedSettings:
+    """The :class:`SpeedSettings` of :func:`add_speed_arguments`'s flags."""
+    return SpeedSettings(precision=args.precision, compile=args.compile)
 
 
 def download_bar(quiet: bool) -> Callable[[int, int | None], None] | None:
