@@ -16,10 +16,12 @@ from painterly.adain import (
     build_decoder,
     masked_mean_std,
     stylize,
+    stylize_batch,
 )
 from painterly.color import match_color
 from painterly.errors import SettingsError, WeightsError
 from painterly.images import image_to_tensor, tensor_to_image
+from painterly.performance import SpeedSettings, psnr
 from painterly.weights import cache_dir, layout_keys
 
 from conftest import make_scene, make_stripes
@@ -58,6 +60,12 @@ def write_released_adain_files(seed: int = 0) -> None:
 def model(tmp_path_factory) -> AdaINModel:
     path = write_decoder(tmp_path_factory.mktemp("decoder") / "decoder.pth")
     return AdaINModel.load(encoder="random", decoder=path)
+
+
+@pytest.fixture(scope="module")
+def float32_model(tmp_path_factory) -> AdaINModel:
+    path = write_decoder(tmp_path_factory.mktemp("decoder") / "decoder.pth")
+    return AdaINModel.load(encoder="random", decoder=path, speed=SpeedSettings(precision="float32"))
 
 
 def pixels(image: Image.Image) -> np.ndarray:
@@ -243,3 +251,69 @@ def test_tile_by_tile_statistics_equal_one_pass(model):
         whole = masked_mean_std(features, torch.from_numpy(mask[::8, ::8] / 255.0).float()[None, None])
         (tiled,) = _tiled_statistics(model, content, [mask], [1.0], tile_size=64)  # 2 x 2 tiles
     assert torch.allclose(tiled[0], whole[0], atol=1e-4) and torch.allclose(tiled[1], whole[1], atol=1e-4)
+
+
+@pytest.mark.parametrize("preserve_color", ["none", "match", "luminance"])
+def test_a_batch_gives_what_one_at_a_time_gives(float32_model, preserve_color):
+    # Three contents of one size form batches of 2 and 1; the fourth, another size, its own.
+    contents = [make_scene(48, 40, seed=seed) for seed in range(3)] + [make_scene(40, 48, seed=3)]
+    style = make_stripes(32, 32)
+    kwargs = dict(style_size=None, model=float32_model, preserve_color=preserve_color)
+    calls = []
+    batched = stylize_batch(contents, style, batch_size=2, callback=lambda done, total: calls.append((done, total)), **kwargs)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert batched[0].image.tobytes() != batched[1].image.tobytes()
+    for content, result in zip(contents, batched):
+        alone = stylize(content, style, **kwargs)
+        assert result.image.size == content.size
+        assert np.abs(pixels(result.image) - pixels(alone.image)).max() <= 1 / 255
+        assert result.metadata() == alone.metadata()
+
+
+def test_a_batch_with_masks_and_tiles(float32_model):
+    contents = [make_scene(64, 48, seed=seed) for seed in range(2)]
+    styles = [make_stripes(32, 32), make_scene(32, 32, seed=5)]
+    left = Image.new("L", (64, 48), 0)
+    left.paste(255, (0, 0, 32, 48))
+    masks = [left, Image.eval(left, lambda v: 255 - v)]
+    kwargs = dict(style_size=None, model=float32_model, masks=masks)
+    for tile in (False, True):
+        batched = stylize_batch(contents, styles, batch_size=2, tile=tile, tile_size=64, tile_overlap=16, **kwargs)
+        for content, result in zip(contents, batched):
+            alone = stylize(content, styles, tile=tile, tile_size=64, tile_overlap=16, **kwargs)
+            assert result.metadata()["tile"] is tile
+            assert np.abs(pixels(result.image) - pixels(alone.image)).max() <= 1 / 255
+    with pytest.raises(SettingsError, match="batch size"):
+        stylize_batch(contents, styles[0], batch_size=0, model=float32_model)
+
+
+def test_precision_is_chosen_and_recorded(tmp_path):
+    decoder = write_decoder(tmp_path / "decoder.pth")
+    content, style = make_scene(64, 48), make_stripes(32, 32)
+    results = {precision: stylize(content, style, encoder="random", decoder=decoder, style_size=None, device="cpu",
+                                  speed=SpeedSettings(precision=precision))
+               for precision in ("float32", "bfloat16")}
+    assert {p: r.metadata()["precision"] for p, r in results.items()} == {"float32": "float32", "bfloat16": "bfloat16"}
+    full, half = (image_to_tensor(results[p].image) for p in ("float32", "bfloat16"))
+    assert not torch.equal(full, half)  # bfloat16 rounding shows in some pixels
+    assert psnr(full, half) > 35
+    with pytest.raises(SettingsError, match="precision"):
+        SpeedSettings(precision="float16")
+
+
+def test_compiled_model_gives_the_eager_result(float32_model, tmp_path):
+    # torch.compile's first call takes about 20 s at this size on 2 cores (Inductor writes C++).
+    decoder = write_decoder(tmp_path / "decoder.pth")
+    compiled = AdaINModel.load(encoder="random", decoder=decoder, speed=SpeedSettings(precision="float32", compile=True))
+    assert compiled.speed.compile and compiled.encoder is not compiled.encoder._orig_mod
+    content, style = make_scene(32, 32), make_stripes(32, 32)
+    eager = stylize(content, style, style_size=None, model=float32_model)
+    fast = stylize(content, style, style_size=None, model=compiled)
+    assert np.abs(pixels(fast.image) - pixels(eager.image)).max() <= 1 / 255
+
+
+def test_compiling_without_a_compiler_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr("painterly.performance.shutil.which", lambda name: None)
+    with pytest.raises(SettingsError, match="C\\+\\+ compiler"):
+        AdaINModel.load(encoder="random", decoder=write_decoder(tmp_path / "decoder.pth"),
+                        speed=SpeedSettings(compile=True))

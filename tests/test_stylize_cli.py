@@ -52,7 +52,7 @@ def test_help_lists_every_flag_with_examples(capsys):
     result = capsys.readouterr()
     for flag in ("--style", "--alpha", "--style-weights", "--preserve-color", "--mask", "--decoder", "--encoder",
                  "--content-size", "--style-size", "--tile", "--no-tile", "--device", "--seed", "--overwrite",
-                 "--quiet", "examples:"):
+                 "--batch-size", "--precision", "--compile", "--quiet", "examples:"):
         assert flag in result.out
 
 
@@ -94,6 +94,28 @@ def test_batch_writes_every_pair_then_skips_or_overwrites(tmp_path, offline_weig
     assert all((out / name).stat().st_mtime_ns != stamps[name] for name in stamps if name != "sun_noise.png")
 
 
+def test_batches_write_what_single_images_write(tmp_path, offline_weights, painterly, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed, size in enumerate([(40, 32), (40, 32), (32, 40), (40, 32)]):
+        make_scene(*size, seed=seed).save(photos / f"photo{seed}.png")
+    make_stripes(32, 32).save(tmp_path / "paint.png")
+    outputs = {}
+    for batch in ("1", "3"):
+        outputs[batch] = tmp_path / f"batch{batch}"
+        result = painterly("stylize", photos, "--style", tmp_path / "paint.png", "-o", outputs[batch], "--style-size", "32",
+                           "--batch-size", batch, "--precision", "float32", *offline_weights)
+        assert result.returncode == 0, result.stderr
+    for seed in range(4):
+        single, batched = (outputs[b] / f"photo{seed}_paint.png" for b in ("1", "3"))
+        assert read_metadata(batched)["precision"] == "float32"
+        with Image.open(single) as one, Image.open(batched) as other:
+            assert np.abs(np.asarray(one, float) - np.asarray(other, float)).max() <= 1
+    with pytest.raises(SystemExit) as exit:
+        main(["stylize", str(photos), "--style", str(tmp_path / "paint.png"), "-o", str(tmp_path / "x"), "--precision", "float16"])
+    assert exit.value.code == 2 and "--precision: invalid choice" in capsys.readouterr().err
+
+
 def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
     make_scene(40, 32).save(tmp_path / "photo.png")
     make_stripes(32, 32).save(tmp_path / "a.png")
@@ -128,8 +150,9 @@ def test_video_frame_by_frame_keeps_the_frame_rate(tmp_path, offline_weights, pa
             writer.append_data(np.asarray(make_scene(32, 32, seed=frame)))
     make_stripes(32, 32).save(tmp_path / "paint.png")
     out = tmp_path / "styled.mp4"
+    # Batches of 3 frames: 3, 3, then the last 2.
     result = painterly("stylize", str(clip), "--style", str(tmp_path / "paint.png"), "-o", str(out), "--style-size", "32",
-                     *offline_weights)
+                       "--batch-size", "3", *offline_weights)
     assert result.returncode == 0, result.stderr
     with imageio.get_reader(out) as reader:
         assert reader.get_meta_data()["fps"] == 12

@@ -1,9 +1,10 @@
 """painterly: neural style transfer by optimisation (Gatys et al.) and AdaIN (Huang and Belongie)."""
 
-from .adain import AdaINModel, StylizeResult, stylize
+from .adain import AdaINModel, StylizeResult, stylize, stylize_batch
 from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
+from .performance import SpeedSettings
 from .training import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ __all__ = [
     "PRESETS",
     "PainterlyError",
     "SettingsError",
+    "SpeedSettings",
     "StylizeResult",
     "WeightsError",
     "get_preset",
@@ -28,6 +30,7 @@ __all__ = [
     "save_checkpoint",
     "save_image",
     "stylize",
+    "stylize_batch",
     "train",
     "TrainConfig",
     "TrainResult",

@@ -38,7 +38,7 @@ from .encoder import VGG19Encoder, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
-from .performance import ADAIN_SPEED, SpeedSettings, plan_memory
+from .performance import ADAIN_SPEED, SpeedSettings, plan_memory, resolve_precision
 from .weights import Progress, check_layout, is_registry_name, load_weights
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
@@ -56,6 +56,10 @@ STATISTICS_MARGIN = 48
 DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_STYLE_SIZE = 512
+#: Images per network pass by device type. On this project's 2-core CPU, batches of 4 and 8 ran
+#: at 0.64-0.79x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
+#: GPU one 512 px image is too little work to fill it. The GPU figure is not yet measured.
+DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 TileProgress = Callable[[int, int], None]
@@ -185,10 +189,12 @@ class AdaINModel(nn.Module):
 
     @classmethod
     def load(cls, *, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
-             device: str | torch.device = "cpu", progress: Progress | None = None) -> "AdaINModel":
+             device: str | torch.device = "cpu", speed: SpeedSettings = ADAIN_SPEED,
+             progress: Progress | None = None) -> "AdaINModel":
         """Build from weight names or files: ``encoder`` is ``adain``, ``vgg19-normalised``,
         ``random`` (seeded) or a VGG-19 file; ``decoder`` is ``adain`` or a decoder file in the
-        released layout. A decoder only works with the encoder it was trained with."""
+        released layout. A decoder only works with the encoder it was trained with. ``speed``:
+        precision, layout and compilation (default: bfloat16 where native, channels_last)."""
         vgg, encoder_label = _with_offline_hint(
             encoder, lambda: load_encoder(encoder, last_layer=ADAIN_LAYER, seed=seed, device=device, progress=progress)
         )
@@ -203,11 +209,16 @@ class AdaINModel(nn.Module):
         net = build_decoder()
         check_layout(state, "decoder", name=decoder_label)
         net.load_state_dict({key: state[key] for key in net.state_dict()})
-        return cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label)
+        return cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label, speed=speed)
 
     @property
     def device(self) -> torch.device:
         return next(self.decoder.parameters()).device
+
+    @property
+    def precision(self) -> str:
+        """The precision the networks run at on this device: float32 or bfloat16."""
+        return resolve_precision(self.speed.precision, self.device)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """relu4_1 features (float32) of an image whose sides are multiples of 8."""
@@ -243,16 +254,16 @@ class AdaINModel(nn.Module):
 
 
 @lru_cache(maxsize=2)
-def _cached_model(encoder: str, decoder: str, seed: int, device: str, stamps: tuple) -> AdaINModel:
-    return AdaINModel.load(encoder=encoder, decoder=decoder, seed=seed, device=device)
+def _cached_model(encoder: str, decoder: str, seed: int, device: str, speed: SpeedSettings, stamps: tuple) -> AdaINModel:
+    return AdaINModel.load(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
 
 
 def load_model(*, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
-               device: str | torch.device = "auto") -> AdaINModel:
+               device: str | torch.device = "auto", speed: SpeedSettings = ADAIN_SPEED) -> AdaINModel:
     """:meth:`AdaINModel.load`, remembering the last two models (a weight file that changes on
     disk is read again)."""
     stamps = tuple(os.stat(p).st_mtime_ns if Path(p).is_file() else None for p in (encoder, decoder))
-    return _cached_model(str(encoder), str(decoder), seed, str(resolve_device(device)), stamps)
+    return _cached_model(str(encoder), str(decoder), seed, str(resolve_device(device)), speed, stamps)
 
 
 @dataclass
@@ -405,31 +416,35 @@ def _ramp(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
     return weights
 
 
+def _tile_grid(size: tuple[int, int], tile_size: int, overlap: int) -> tuple[list[int], list[int]]:
+    """The top rows and left columns of the tiles over an image of ``size`` padded to a multiple of 8."""
+    full_w, full_h = (side + (-side) % DOWNSAMPLING for side in size)
+    return (_tile_starts(full_h, min(tile_size, full_h), tile_size - overlap),
+            _tile_starts(full_w, min(tile_size, full_w), tile_size - overlap))
+
+
+def _tile_count(size: tuple[int, int], tile_size: int, overlap: int) -> int:
+    """Steps of :func:`_stylize_tiles`: the statistics tiles, then the stylised ones."""
+    full_w, full_h = (side + (-side) % DOWNSAMPLING for side in size)
+    core = _statistics_core(tile_size)
+    rows, columns = _tile_grid(size, tile_size, overlap)
+    return math.ceil(full_h / core) * math.ceil(full_w / core) + len(rows) * len(columns)
+
+
 def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[Stats], masks: list[Image.Image] | None,
                    weights: list[float], alpha: float, tile_size: int, overlap: int,
-                   callback: TileProgress | None) -> Image.Image:
+                   step: Callable[[], None]) -> Image.Image:
     """Gather the content's statistics (:func:`_tiled_statistics`), then stylise overlapping
     tiles of the padded content and blend them, one row of tiles at a time: finished rows go
     straight to the uint8 output, so besides the input and output images only one band of
-    tile_size rows is held in float."""
+    tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all)."""
     width, height = content.size
     padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
                     mode="reflect")
     mask_arrays = [_mask_array(m, content.size) for m in masks] if masks else None
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
-    rows = _tile_starts(full_h, tile_h, tile_size - overlap)
-    columns = _tile_starts(full_w, tile_w, tile_size - overlap)
-    core = _statistics_core(tile_size)
-    total = math.ceil(full_h / core) * math.ceil(full_w / core) + len(rows) * len(columns)
-    done_tiles = 0
-
-    def step() -> None:
-        nonlocal done_tiles
-        done_tiles += 1
-        if callback is not None:
-            callback(done_tiles, total)
-
+    rows, columns = _tile_grid(content.size, tile_size, overlap)
     content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
     output = np.empty((height, width, 3), dtype=np.uint8)
     carry: torch.Tensor | None = None
@@ -473,6 +488,7 @@ def stylize(
     tile_size: int = DEFAULT_TILE_SIZE,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     seed: int = 0,
+    speed: SpeedSettings = ADAIN_SPEED,
     model: AdaINModel | None = None,
     callback: TileProgress | None = None,
 ) -> StylizeResult:
@@ -489,7 +505,9 @@ def stylize(
     - ``content_size``: longer side of the output (None: the content's own size);
       ``style_size``: longer side the style is encoded at (None: its own size).
     - ``encoder``, ``decoder``: weight names or files (see :meth:`AdaINModel.load`); ``seed``
-      seeds ``random`` encoder weights; ``model``: an already loaded model (its weights win).
+      seeds ``random`` encoder weights; ``speed``: precision, layout and compilation
+      (:class:`SpeedSettings`; default bfloat16 where native); ``model``: an already loaded
+      model (its weights and speed win).
     - ``tile``: True, False or ``"auto"`` (tiles past :data:`AUTO_TILE_PIXELS` pixels). Tiles of
       ``tile_size`` pixels overlap by ``tile_overlap`` and are blended with cosine ramps; style
       statistics come from the whole style image and content statistics from the whole content
@@ -504,71 +522,165 @@ def stylize(
     Any size works: the content is reflect-padded to a multiple of 8 and the output cropped
     back, so it has the content's (resized) size exactly.
     """
+    [result] = stylize_batch(
+        [content], style, batch_size=1, alpha=alpha, style_weights=style_weights, preserve_color=preserve_color,
+        masks=masks, content_size=content_size, style_size=style_size, decoder=decoder, encoder=encoder,
+        device=device, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, seed=seed, speed=speed,
+        model=model, callback=callback,
+    )
+    return result
+
+
+def stylize_batch(
+    contents: Sequence[Image.Image],
+    style: Image.Image | Sequence[Image.Image],
+    *,
+    batch_size: int | None = None,
+    alpha: float = 1.0,
+    style_weights: Sequence[float] | None = None,
+    preserve_color: str = "none",
+    masks: Sequence[Image.Image] | None = None,
+    content_size: int | None = None,
+    style_size: int | None = DEFAULT_STYLE_SIZE,
+    decoder: str | os.PathLike = "adain",
+    encoder: str | os.PathLike = "adain",
+    device: str | torch.device = "auto",
+    tile: bool | str = "auto",
+    tile_size: int = DEFAULT_TILE_SIZE,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    seed: int = 0,
+    speed: SpeedSettings = ADAIN_SPEED,
+    model: AdaINModel | None = None,
+    callback: TileProgress | None = None,
+) -> list[StylizeResult]:
+    """:func:`stylize` for several contents (same options), one result per content, in order.
+
+    Contents that end up the same size and need no tiles go through the networks together,
+    up to ``batch_size`` at a time (fewer where the memory planner says a batch will not fit;
+    None: :data:`DEFAULT_BATCH_SIZES` for the device): the same images as one at a time, within
+    bfloat16 rounding. ``callback(done, total)`` counts tiles of tiled contents and one-pass
+    batches. Video frames and resized folders are where batches form.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise SettingsError(f"batch size must be at least 1, got {batch_size}")
     styles = [style] if isinstance(style, Image.Image) else list(style)
     weights = check_settings(style_count=len(styles), alpha=alpha, style_weights=style_weights,
                              preserve_color=preserve_color, masks=masks,
                              tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
-    content = content.convert("RGB")
-    checked_masks = _check_masks(masks, content.size) if masks is not None else None
+    contents = [content.convert("RGB") for content in contents]
+    checked_masks = None
+    for content in contents:
+        checked_masks = _check_masks(masks, content.size) if masks is not None else None
     if content_size is not None:
-        content = resize_longer_side(content, content_size)
+        contents = [resize_longer_side(content, content_size) for content in contents]
     if style_size is not None:
         styles = [resize_longer_side(s, style_size) for s in styles]
     if model is None:
-        model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device)
-    tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
-    if not tiled:
-        # Tile rather than die out of memory, or refuse what even tiles cannot do.
-        plan = plan_memory("adain", height=content.height, width=content.width, device=model.device,
-                           precision=model.speed.precision,
-                           style_size=max(((s.height, s.width) for s in styles), key=lambda hw: hw[0] * hw[1]))
-        if plan.tile is not None:
-            if tile is False:
-                raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
-                                    f"{plan.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
-            tiled, tile_size = True, min(tile_size, plan.tile)
+        model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
+    largest_style = max(((s.height, s.width) for s in styles), key=lambda hw: hw[0] * hw[1])
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZES.get(model.device.type, 1)
 
-    # Luminance-only transfer runs the network on the grey content (Pillow's L is BT.601 luma,
-    # as color.luminance) and gives the result the content's chroma back at the end.
-    net_content = content.convert("L").convert("RGB") if preserve_color == "luminance" else content
-    with model.speed.running(model.device):
-        # Colour statistics need no more than a downscaled copy: the whole image is never held
-        # in float when tiled.
-        reference = image_to_tensor(_colour_reference(content)).to(model.device)
-        style_tensors = [image_to_tensor(s.convert("RGB")).to(model.device) for s in styles]
-        _, style_tensors = prepare_colors(reference, style_tensors, preserve_color)
-        style_stats = [model.style_statistics(style_tensor) for style_tensor in style_tensors]
-        del reference, style_tensors
+    # Plan every content: one pass (grouped by size into batches) or tiles of some size.
+    tiles: dict[int, int] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, content in enumerate(contents):
+        tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
+        chosen = tile_size
+        if not tiled:
+            # Tile rather than die out of memory, or refuse what even tiles cannot do.
+            plan = plan_memory("adain", height=content.height, width=content.width, device=model.device,
+                               precision=model.speed.precision, style_size=largest_style)
+            if plan.tile is not None:
+                if tile is False:
+                    raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
+                                        f"{plan.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
+                tiled, chosen = True, min(tile_size, plan.tile)
         if tiled:
-            image = _stylize_tiles(model, net_content, style_stats, checked_masks, weights, alpha, tile_size,
-                                   tile_overlap, callback)
+            tiles[index] = chosen
         else:
-            padded = pad_to_multiple(image_to_tensor(net_content).to(model.device))
-            features = model.encode(padded)
-            mask_arrays = [_mask_array(m, content.size) for m in checked_masks] if checked_masks else None
-            maps = _maps(mask_arrays, weights, (0, 0, *padded.shape[-2:]), features.shape[-2:], model.device)
-            if checked_masks is None:
-                content_stats = [channel_mean_std(features)] * len(styles)
-            else:
-                content_stats = [masked_mean_std(features, m) for m in maps]
-            decoded = model.decode(blend_styles(features, content_stats, style_stats, maps, alpha=alpha))
-            image = tensor_to_image(decoded[..., : content.height, : content.width].cpu())
-            if callback is not None:
-                callback(1, 1)
-    if preserve_color == "luminance":
-        image = with_chroma_of_image(image, content)
+            groups.setdefault(content.size, []).append(index)
+    batches = []
+    for (width, height), indices in groups.items():
+        size = batch_size
+        while size > 1 and not plan_memory("adain", height=height, width=width, batch=size, device=model.device,
+                                           precision=model.speed.precision, style_size=largest_style).fits:
+            size //= 2
+        batches += [indices[i : i + size] for i in range(0, len(indices), size)]
 
-    settings = {
-        "alpha": float(alpha),
-        "style_weights": weights,
-        "preserve_color": preserve_color,
-        "mask": checked_masks is not None,
-        "content_size": content_size,
-        "style_size": style_size,
-        "encoder": model.encoder_label,
-        "decoder": model.decoder_label,
-        "tile": tiled,
-        "tile_size": tile_size,
-        "tile_overlap": tile_overlap,
-    }
-    return StylizeResult(image, settings, seed)
+    done, total = 0, len(batches) + sum(_tile_count(contents[i].size, t, tile_overlap) for i, t in tiles.items())
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if callback is not None:
+            callback(done, total)
+
+    images: dict[int, Image.Image] = {}
+    with model.speed.running(model.device):
+        style_tensors = [image_to_tensor(s.convert("RGB")).to(model.device) for s in styles]
+        # Luminance-only transfer runs the network on the grey content (Pillow's L is BT.601
+        # luma, as color.luminance) and gives the result the content's chroma back at the end.
+        net_contents = [c.convert("L").convert("RGB") if preserve_color == "luminance" else c for c in contents]
+        for index, size in tiles.items():
+            stats = _style_statistics(model, contents[index], style_tensors, preserve_color)
+            images[index] = _stylize_tiles(model, net_contents[index], stats, checked_masks, weights, alpha, size,
+                                           tile_overlap, step)
+        for indices in batches:
+            stats = [_style_statistics(model, contents[i], style_tensors, preserve_color) for i in indices]
+            outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha)
+            images.update(zip(indices, outputs))
+            step()
+
+    results = []
+    for index, content in enumerate(contents):
+        image = images[index]
+        if preserve_color == "luminance":
+            image = with_chroma_of_image(image, content)
+        settings = {
+            "alpha": float(alpha),
+            "style_weights": weights,
+            "preserve_color": preserve_color,
+            "mask": checked_masks is not None,
+            "content_size": content_size,
+            "style_size": style_size,
+            "encoder": model.encoder_label,
+            "decoder": model.decoder_label,
+            "precision": model.precision,
+            "tile": index in tiles,
+            "tile_size": tiles.get(index, tile_size),
+            "tile_overlap": tile_overlap,
+        }
+        results.append(StylizeResult(image, settings, seed))
+    return results
+
+
+def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torch.Tensor], preserve_color: str) -> list[Stats]:
+    """Each style's feature statistics as ``content`` sees them: with ``preserve_color`` the
+    styles first take the content's colours, so the statistics depend on the content (cached
+    by the recoloured style's pixels either way)."""
+    if preserve_color != "none":
+        # A downscaled copy is enough for colour statistics: a huge content is never held in float.
+        reference = image_to_tensor(_colour_reference(content)).to(model.device)
+        _, styles = prepare_colors(reference, styles, preserve_color)
+    return [model.style_statistics(s) for s in styles]
+
+
+def _stylize_together(model: AdaINModel, contents: list[Image.Image], style_stats: list[list[Stats]],
+                      masks: list[Image.Image] | None, weights: list[float], alpha: float) -> list[Image.Image]:
+    """One pass of the networks over same-size ``contents``; ``style_stats[i]`` holds content
+    i's statistics of every style. Statistics are per image, so a batch equals single passes."""
+    width, height = contents[0].size
+    padded = pad_to_multiple(torch.cat([image_to_tensor(c) for c in contents]).to(model.device))
+    features = model.encode(padded)
+    mask_arrays = [_mask_array(m, (width, height)) for m in masks] if masks else None
+    maps = _maps(mask_arrays, weights, (0, 0, *padded.shape[-2:]), features.shape[-2:], model.device)
+    if masks is None:
+        content_stats = [channel_mean_std(features)] * len(weights)
+    else:
+        content_stats = [masked_mean_std(features, m) for m in maps]
+    # Per style: the batch's means and stds stacked along the batch, (N, C, 1, 1) each.
+    stacked = [(torch.cat([per_image[k][0] for per_image in style_stats]), torch.cat([per_image[k][1] for per_image in style_stats]))
+               for k in range(len(weights))]
+    decoded = model.decode(blend_styles(features, content_stats, stacked, maps, alpha=alpha))
+    return [tensor_to_image(image[:, :height, :width].cpu()) for image in decoded]

@@ -138,6 +138,7 @@ def _stylize_cell(args: argparse.Namespace, content: Image.Image, keywords: dict
     others = sorted(set(varied) - {"alpha"})
     if others:
         raise SettingsError(f"alpha is AdaIN's and {', '.join(others)} optimisation's: sweep alpha with nothing else")
-    model = load_model(encoder=args.encoder, decoder=args.decoder, seed=args.seed, device=args.device)
+    model = load_model(encoder=args.encoder, decoder=args.decoder, seed=args.seed, device=args.device,
+                       speed=keywords["speed"])
     return stylize(content, keywords["style"], alpha=varied["alpha"], style_weights=keywords["style_weights"],
                    preserve_color=args.preserve_color, content_size=args.size, style_size=args.size, model=model).image
