@@ -119,11 +119,29 @@ def test_cli_writes_a_table_and_json(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert set(data) == {"device", "config", "measurements", "speedups"}
     assert data["device"]["type"] == "cpu" and data["device"]["threads"] == 1
+    # No data sheet for a CPU: its peak is measured on a matrix product, and said so.
+    assert data["device"]["peak_source"].startswith("measured") and data["device"]["peak_gflops"]["float32"] > 0
+    assert "measured: 2048x2048 matrix product" in result.stdout
     assert {m["case"] for m in data["measurements"]} == {"adain", "training"}
     assert data["config"]["adain_sizes"] == [32] and data["config"]["sections"] == ["adain", "training"]
     assert {"seconds", "items_per_second", "gflops_per_second", "peak_memory_bytes", "precision"} <= set(data["measurements"][0])
     assert len(data["speedups"]) == 3 and all(row["speedup"] > 0 for row in data["speedups"])
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_given_peak_wins_over_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
+    from painterly import bench
+
+    monkeypatch.setattr(bench, "matmul_gflops", lambda *args, **kwargs: pytest.fail("measured a peak it was given"))
+    info = bench.device_info(torch.device("cpu"), peak_gflops=123.0)
+    assert info["peak_gflops"]["float32"] == 123.0 and info["peak_source"] == "given"
+
+
+def test_matmul_peak_counts_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
+    from painterly import bench
+
+    monkeypatch.setattr(bench, "time_calls", lambda calls, **kwargs: {name: (0.5, None, None) for name in calls})
+    assert bench.matmul_gflops(torch.device("cpu"), "float32", size=1000) == pytest.approx(2 * 1000**3 / 0.5 / 1e9)
 
 
 def test_json_where_no_file_can_be_is_a_clear_error(tmp_path: Path) -> None:

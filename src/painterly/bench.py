@@ -195,20 +195,42 @@ def time_calls(calls: dict[str, Callable[[], Any]], *, device: torch.device, war
     return {name: (statistics.median(times[name]), peaks[name], results[name]) for name in calls}
 
 
+#: Side of the square matrices whose product measures a device's practical peak.
+MATMUL_SIZE = 2048
+
+
+def matmul_gflops(device: torch.device, precision: str, *, size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """GFLOP/s of one (size x size) @ (size x size) product (2 size^3 FLOPs) at ``precision``:
+    the practical peak of a device whose data sheet is not known here, such as a CPU."""
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn((size, size), generator=generator).to(device, dtype) for _ in range(2))
+    seconds, _, _ = time_calls({"matmul": lambda: a @ b}, device=device, warmup=2, repeats=repeats)["matmul"]
+    return 2 * size**3 / seconds / 1e9
+
+
 def device_info(device: torch.device, *, peak_gflops: float | None = None) -> dict[str, Any]:
-    """The device's name, threads, native bf16 support and (where known) peak GFLOP/s."""
-    info: dict[str, Any] = {"type": device.type, "torch": torch.__version__,
-                            "bf16_native": resolve_precision("auto", device) == "bfloat16"}
+    """The device's name, threads, native bf16 support and peak GFLOP/s per precision, with
+    where the peak comes from: ``peak_gflops`` if given, a GPU's data sheet, or else measured
+    on a matrix product (:func:`matmul_gflops`; bfloat16 only where native)."""
+    bf16_native = resolve_precision("auto", device) == "bfloat16"
+    info: dict[str, Any] = {"type": device.type, "torch": torch.__version__, "bf16_native": bf16_native}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
         peaks = next((p for key, p in GPU_PEAK_TFLOPS.items() if key in info["name"]), None)
         if peaks:
             info["peak_gflops"] = {"float32": peaks[0] * 1000, "bfloat16": peaks[1] * 1000}
+            info["peak_source"] = "data sheet (dense; float32 as TF32)"
     else:
         info["name"] = _cpu_name()
         info["threads"] = torch.get_num_threads()
     if peak_gflops:
         info["peak_gflops"] = {"float32": peak_gflops, "bfloat16": peak_gflops}
+        info["peak_source"] = "given"
+    elif "peak_gflops" not in info:
+        precisions = ("float32", "bfloat16") if bf16_native else ("float32",)
+        info["peak_gflops"] = {p: matmul_gflops(device, p) for p in precisions}
+        info["peak_source"] = f"measured: {MATMUL_SIZE}x{MATMUL_SIZE} matrix product"
     return info
 
 

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ablation", action="store_true", help="also time each speed option alone (precision, layout)")
     parser.add_argument("--compile", action="store_true", help="also time painterly's settings under torch.compile (slow to compile)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: every core this process may use)")
-    parser.add_argument("--peak-gflops", type=float, metavar="G", help="the device's peak GFLOP/s, for the table (known GPUs are looked up)")
+    parser.add_argument("--peak-gflops", type=float, metavar="G", help="the device's peak GFLOP/s, for the table (default: known GPUs' data sheets, else measured on a matrix product)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
@@ -111,7 +111,7 @@ def format_report(report: BenchReport) -> str:
             f"{_num(peak, '.0f'):>7} {_mib(m.peak_memory_bytes):>8} {_num(speedup, '.2f', 'x'):>8}  {'; '.join(notes)}"
         )
     lines.append("seconds: per stylisation call or training step, per iteration for Gatys (median); "
-                 "peak: the device's peak GFLOP/s at that precision (- where unknown); "
+                 f"peak: the device's GFLOP/s at that precision ({device.get('peak_source', 'unknown')}); "
                  "memory: peak memory added (MiB); speed-up: naive seconds / these seconds")
     return "\n".join(lines)
 
