@@ -130,16 +130,12 @@ def test_cli_writes_a_table_and_json(tmp_path: Path) -> None:
 
 
 def test_a_given_peak_wins_over_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import bench
-
     monkeypatch.setattr(bench, "matmul_gflops", lambda *args, **kwargs: pytest.fail("measured a peak it was given"))
     info = bench.device_info(torch.device("cpu"), peak_gflops=123.0)
     assert info["peak_gflops"]["float32"] == 123.0 and info["peak_source"] == "given"
 
 
 def test_matmul_peak_counts_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import bench
-
     monkeypatch.setattr(bench, "time_calls", lambda calls, **kwargs: {name: (0.5, None, None) for name in calls})
     assert bench.matmul_gflops(torch.device("cpu"), "float32", size=1000) == pytest.approx(2 * 1000**3 / 0.5 / 1e9)
 
