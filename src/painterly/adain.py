@@ -38,7 +38,7 @@ from .encoder import VGG19Encoder, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
-from .performance import ADAIN_SPEED, SpeedSettings, plan_memory, resolve_precision
+from .performance import ADAIN_SPEED, MemoryPlan, SpeedSettings, plan_memory, resolve_precision
 from .weights import Progress, check_layout, is_registry_name, load_weights
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
@@ -569,44 +569,18 @@ def stylize_batch(
                              tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     contents = [content.convert("RGB") for content in contents]
     checked_masks = None
-    for content in contents:
-        checked_masks = _check_masks(masks, content.size) if masks is not None else None
+    if masks is not None:
+        for content in contents:  # every content must have the masks' size
+            checked_masks = _check_masks(masks, content.size)
     if content_size is not None:
         contents = [resize_longer_side(content, content_size) for content in contents]
     if style_size is not None:
         styles = [resize_longer_side(s, style_size) for s in styles]
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
-    largest_style = max(((s.height, s.width) for s in styles), key=lambda hw: hw[0] * hw[1])
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZES.get(model.device.type, 1)
-
-    # Plan every content: one pass (grouped by size into batches) or tiles of some size.
-    tiles: dict[int, int] = {}
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, content in enumerate(contents):
-        tiled = content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
-        chosen = tile_size
-        if not tiled:
-            # Tile rather than die out of memory, or refuse what even tiles cannot do.
-            plan = plan_memory("adain", height=content.height, width=content.width, device=model.device,
-                               precision=model.speed.precision, style_size=largest_style)
-            if plan.tile is not None:
-                if tile is False:
-                    raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
-                                        f"{plan.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
-                tiled, chosen = True, min(tile_size, plan.tile)
-        if tiled:
-            tiles[index] = chosen
-        else:
-            groups.setdefault(content.size, []).append(index)
-    batches = []
-    for (width, height), indices in groups.items():
-        size = batch_size
-        while size > 1 and not plan_memory("adain", height=height, width=width, batch=size, device=model.device,
-                                           precision=model.speed.precision, style_size=largest_style).fits:
-            size //= 2
-        batches += [indices[i : i + size] for i in range(0, len(indices), size)]
+    tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, batch_size=batch_size)
 
     done, total = 0, len(batches) + sum(_tile_count(contents[i].size, t, tile_overlap) for i, t in tiles.items())
 
@@ -653,6 +627,40 @@ def stylize_batch(
         }
         results.append(StylizeResult(image, settings, seed))
     return results
+
+
+def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Image.Image], *, tile: bool | str,
+                 tile_size: int, batch_size: int) -> tuple[dict[int, int], list[list[int]]]:
+    """How to run each content: ``tiles`` maps a content's index to its tile size; the others
+    are grouped by size into ``batches`` of indices, as large as ``batch_size`` and memory allow.
+    Where one pass would not fit, tiles (or, with ``tile`` False, a :class:`SettingsError`)."""
+    largest_style = max(((s.height, s.width) for s in styles), key=lambda hw: hw[0] * hw[1])
+
+    def plan(width: int, height: int, batch: int = 1) -> MemoryPlan:
+        return plan_memory("adain", height=height, width=width, batch=batch, device=model.device,
+                           precision=model.speed.precision, style_size=largest_style)
+
+    tiles: dict[int, int] = {}
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, content in enumerate(contents):
+        if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
+            tiles[index] = tile_size
+            continue
+        fits = plan(*content.size)
+        if fits.tile is None:
+            groups.setdefault(content.size, []).append(index)
+        elif tile is False:
+            raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
+                                f"{fits.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
+        else:
+            tiles[index] = min(tile_size, fits.tile)
+    batches = []
+    for size, indices in groups.items():
+        batch = batch_size
+        while batch > 1 and not plan(*size, batch).fits:
+            batch //= 2
+        batches += [indices[i : i + batch] for i in range(0, len(indices), batch)]
+    return tiles, batches
 
 
 def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torch.Tensor], preserve_color: str) -> list[Stats]:
