@@ -177,3 +177,12 @@ def test_optimize_refuses_before_loading_weights_when_memory_is_short(monkeypatc
     image = Image.new("RGB", (48, 32), (200, 100, 50))
     with pytest.raises(SettingsError, match="lower --size"):
         optimize(image, image, size=48, iterations=1, weights="vgg19", device="cpu")
+
+
+def test_gpu_memory_held_by_torchs_cache_counts_as_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After one stylisation torch keeps its blocks for reuse; the driver reports them as taken,
+    # which would make the planner tile (or refuse) the next image for no reason.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 6 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 2 * 2**30)
+    assert performance.available_memory(torch.device("cuda")) == 5 * 2**30

@@ -326,9 +326,11 @@ def gatys_memory(height: int, width: int, *, layers: Sequence[str], optimizer: s
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes free for tensors on ``device``: CUDA's free memory, or the system's MemAvailable."""
+    """Bytes free for tensors on ``device``: CUDA's free memory plus what torch's caching
+    allocator holds unused (the driver counts that as taken), or the system's MemAvailable."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     try:
         match = re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text())
         if match:
