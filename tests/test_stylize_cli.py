@@ -68,6 +68,11 @@ def test_decoder_file_in_the_released_layout_stylises_an_odd_sized_image(tmp_pat
     metadata = read_metadata(out)
     assert metadata["alpha"] == 0.8 and metadata["encoder"] == "random(seed=0)"
     assert metadata["decoder"].endswith("my_decoder.pth") and metadata["style"] == "paint.png"
+    # train's --encoder-seed names the random encoder a decoder was trained with: stylize takes it too.
+    again = run_cli("stylize", str(tmp_path / "photo.png"), "--style", str(tmp_path / "paint.png"), "-o",
+                    str(tmp_path / "seeded.png"), "--style-size", "32", "--encoder-seed", "3", *offline_weights)
+    assert again.returncode == 0, again.stderr
+    assert read_metadata(tmp_path / "seeded.png")["encoder"] == "random(seed=3)"
 
 
 def test_batch_writes_every_pair_then_skips_or_overwrites(tmp_path, offline_weights, painterly):

@@ -83,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     add_speed_arguments(parser, default_precision="auto", why="bfloat16 output measured over 46 dB PSNR against float32's")
     add_runtime_arguments(parser)
+    parser.add_argument("--encoder-seed", type=int, dest="seed", metavar="SEED",
+                        help="seed of --encoder random weights: train's flag of that name (here the same as --seed)")
     parser.set_defaults(run=run)
 
 
