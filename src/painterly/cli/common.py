@@ -66,9 +66,9 @@ def add_speed_arguments(parser: argparse.ArgumentParser, *, default_precision: s
                         help=f"arithmetic of the networks: auto is bfloat16 where the device computes it natively, "
                         f"else float32 (default: {default_precision}; {why})")
     parser.add_argument("--compile", action="store_true",
-                        help="compile the networks with torch.compile: a minute or more before the first result "
-                        "(again for every new size), faster after; pays off for long runs, videos and many "
-                        "same-size images")
+                        help="compile the networks with torch.compile: about 40 s before the first result on a "
+                        "2-core CPU, and again for a second size; after that AdaIN ran 1.5x faster there, Gatys "
+                        "no faster (benchmarks/NOTES.md). For videos and many same-size images")
 
 
 def speed_settings(args: argparse.Namespace) -> SpeedSettings:
