@@ -135,9 +135,11 @@ def test_a_given_peak_wins_over_measuring(monkeypatch: pytest.MonkeyPatch) -> No
     assert info["peak_gflops"]["float32"] == 123.0 and info["peak_source"] == "given"
 
 
-def test_matmul_peak_counts_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "time_calls", lambda calls, **kwargs: {name: (0.5, None, None) for name in calls})
-    assert bench.matmul_gflops(torch.device("cpu"), "float32", size=1000) == pytest.approx(2 * 1000**3 / 0.5 / 1e9)
+def test_matmul_peak_is_the_fastest_run_at_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.75])  # runs of 0.5, 0.25 and 0.75 s
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    gflops = bench.matmul_gflops(torch.device("cpu"), "float32", size=64, repeats=3)
+    assert gflops == pytest.approx(2 * 64**3 / 0.25 / 1e9)
 
 
 def test_json_where_no_file_can_be_is_a_clear_error(tmp_path: Path) -> None:
