@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from painterly.encoder import LAYER_NAMES, VGG19Encoder, deepest_layer, load_encoder
+from painterly.encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, deepest_layer, load_encoder
 from painterly.errors import SettingsError
 from painterly.weights import layout_keys, random_vgg19_state_dict
 
@@ -83,3 +83,13 @@ def test_load_encoder_random_is_frozen_and_deterministic():
     assert not any(p.requires_grad for p in a.parameters())
     image = torch.rand(1, 3, 32, 32)
     assert torch.equal(a(image)["relu2_1"], b(image)["relu2_1"])
+
+
+def test_reflection_padding_stays_in_bfloat16_under_autocast():
+    # torch's own module pads in float32 under autocast, and the next convolution casts back:
+    # two copies of every activation, a fifth of AdaIN's time on a CPU (benchmarks/NOTES.md).
+    x = torch.randn(1, 4, 8, 8).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert nn.ReflectionPad2d(1)(x).dtype == torch.float32
+        assert ReflectionPad2d(1)(x).dtype == torch.bfloat16
+    assert torch.equal(ReflectionPad2d(1)(x), nn.ReflectionPad2d(1)(x))

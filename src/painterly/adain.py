@@ -34,7 +34,7 @@ from torch import nn
 
 from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
 from .device import resolve_device
-from .encoder import VGG19Encoder, load_encoder
+from .encoder import ReflectionPad2d, VGG19Encoder, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
@@ -127,7 +127,7 @@ def build_decoder() -> nn.Sequential:
     """
 
     def conv(c_in: int, c_out: int, *, relu: bool = True) -> list[nn.Module]:
-        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+        layers: list[nn.Module] = [ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
         return layers + [nn.ReLU()] if relu else layers
 
     def up() -> list[nn.Module]:
