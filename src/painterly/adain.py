@@ -57,7 +57,7 @@ DEFAULT_TILE_SIZE = 512
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_STYLE_SIZE = 512
 #: Images per network pass by device type. On this project's 2-core CPU, batches of 4 and 8 ran
-#: at 0.64-0.79x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
+#: at 0.76-0.94x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
 #: GPU one 512 px image is too little work to fill it. The GPU figure is not yet measured.
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
 

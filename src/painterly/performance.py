@@ -120,8 +120,9 @@ class SpeedSettings:
             yield
 
 
-#: AdaIN's defaults: bfloat16 where native (PSNR 48.6 dB against float32 at 512 px, random
-#: weights) and channels_last; 1.8x the naive float32 run on an AVX512-BF16 CPU (benchmarks/NOTES.md).
+#: AdaIN's defaults: bfloat16 where native (PSNR 49.7 dB against float32 at 512 px, random
+#: weights) and channels_last; 2.7x the naive float32 run at 512 px on an AVX512-BF16 CPU
+#: (benchmarks/NOTES.md).
 ADAIN_SPEED = SpeedSettings()
 #: Gatys's defaults: float32, because bfloat16 gradients left L-BFGS 3.6% behind float32's loss
 #: after 6 iterations, and channels_last, which changes the losses by rounding only.

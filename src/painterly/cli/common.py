@@ -67,8 +67,8 @@ def add_speed_arguments(parser: argparse.ArgumentParser, *, default_precision: s
                         f"else float32 (default: {default_precision}; {why})")
     parser.add_argument("--compile", action="store_true",
                         help="compile the networks with torch.compile: about 40 s before the first result on a "
-                        "2-core CPU, and again for a second size; after that AdaIN ran 1.5x faster there, Gatys "
-                        "no faster (benchmarks/NOTES.md). For videos and many same-size images")
+                        "2-core CPU, and again for a second size, for at most 1.15x after (AdaIN; Gatys none) "
+                        "there; meant for GPUs, where it is not measured yet (benchmarks/NOTES.md)")
 
 
 def speed_settings(args: argparse.Namespace) -> SpeedSettings:
