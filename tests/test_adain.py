@@ -317,3 +317,15 @@ def test_compiling_without_a_compiler_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(SettingsError, match="C\\+\\+ compiler"):
         AdaINModel.load(encoder="random", decoder=write_decoder(tmp_path / "decoder.pth"),
                         speed=SpeedSettings(compile=True))
+
+
+def test_a_batch_looks_up_each_styles_statistics_once(float32_model, monkeypatch):
+    looked_up = []
+    original = float32_model.style_statistics
+    monkeypatch.setattr(float32_model, "style_statistics", lambda style: looked_up.append(1) or original(style))
+    contents = [make_scene(32, 32, seed=seed) for seed in range(4)]
+    stylize_batch(contents, [make_stripes(32, 32), make_scene(24, 24)], batch_size=2, style_size=None, model=float32_model)
+    assert len(looked_up) == 2
+    looked_up.clear()  # with colour preservation the statistics depend on each content
+    stylize_batch(contents, make_stripes(32, 32), preserve_color="match", style_size=None, model=float32_model)
+    assert len(looked_up) == 4

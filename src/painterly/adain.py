@@ -61,6 +61,11 @@ DEFAULT_STYLE_SIZE = 512
 #: GPU one 512 px image is too little work to fill it. The GPU figure is not yet measured.
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
 
+
+def default_batch_size(device: torch.device) -> int:
+    """:data:`DEFAULT_BATCH_SIZES` for ``device`` (1 for kinds not measured)."""
+    return DEFAULT_BATCH_SIZES.get(device.type, 1)
+
 Stats = tuple[torch.Tensor, torch.Tensor]
 TileProgress = Callable[[int, int], None]
 """Tile progress: called with (tiles done, tiles in all)."""
@@ -579,7 +584,7 @@ def stylize_batch(
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
     if batch_size is None:
-        batch_size = DEFAULT_BATCH_SIZES.get(model.device.type, 1)
+        batch_size = default_batch_size(model.device)
     tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, batch_size=batch_size)
 
     done, total = 0, len(batches) + sum(_tile_count(contents[i].size, t, tile_overlap) for i, t in tiles.items())
@@ -593,15 +598,20 @@ def stylize_batch(
     images: dict[int, Image.Image] = {}
     with model.speed.running(model.device):
         style_tensors = [image_to_tensor(s.convert("RGB")).to(model.device) for s in styles]
+        # Without colour preservation every content sees the same statistics: look them up once.
+        shared = [model.style_statistics(s) for s in style_tensors] if preserve_color == "none" else None
+
+        def statistics_for(index: int) -> list[Stats]:
+            return shared if shared is not None else _style_statistics(model, contents[index], style_tensors, preserve_color)
+
         # Luminance-only transfer runs the network on the grey content (Pillow's L is BT.601
         # luma, as color.luminance) and gives the result the content's chroma back at the end.
         net_contents = [c.convert("L").convert("RGB") if preserve_color == "luminance" else c for c in contents]
         for index, size in tiles.items():
-            stats = _style_statistics(model, contents[index], style_tensors, preserve_color)
-            images[index] = _stylize_tiles(model, net_contents[index], stats, checked_masks, weights, alpha, size,
-                                           tile_overlap, step)
+            images[index] = _stylize_tiles(model, net_contents[index], statistics_for(index), checked_masks, weights,
+                                           alpha, size, tile_overlap, step)
         for indices in batches:
-            stats = [_style_statistics(model, contents[i], style_tensors, preserve_color) for i in indices]
+            stats = [statistics_for(i) for i in indices]
             outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha)
             images.update(zip(indices, outputs))
             step()
@@ -664,13 +674,11 @@ def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Im
 
 
 def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torch.Tensor], preserve_color: str) -> list[Stats]:
-    """Each style's feature statistics as ``content`` sees them: with ``preserve_color`` the
-    styles first take the content's colours, so the statistics depend on the content (cached
-    by the recoloured style's pixels either way)."""
-    if preserve_color != "none":
-        # A downscaled copy is enough for colour statistics: a huge content is never held in float.
-        reference = image_to_tensor(_colour_reference(content)).to(model.device)
-        _, styles = prepare_colors(reference, styles, preserve_color)
+    """Each style's feature statistics as ``content`` sees them under ``preserve_color``: the
+    styles first take the content's colours (the model caches by the recoloured pixels)."""
+    # A downscaled copy is enough for colour statistics: a huge content is never held in float.
+    reference = image_to_tensor(_colour_reference(content)).to(model.device)
+    _, styles = prepare_colors(reference, styles, preserve_color)
     return [model.style_statistics(s) for s in styles]
 
 

@@ -15,6 +15,7 @@ from ..adain import (
     DEFAULT_TILE_SIZE,
     AdaINModel,
     check_settings,
+    default_batch_size,
     stylize_batch,
 )
 from ..device import resolve_device
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     masks = [load_image(m) for m in args.mask] if args.mask else None
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, speed=speed_settings(args),
                             device=resolve_device(args.device), progress=download_bar(args.quiet))
-    batch_size = args.batch_size or DEFAULT_BATCH_SIZES.get(model.device.type, 1)
+    batch_size = args.batch_size or default_batch_size(model.device)
     settings = dict(
         alpha=args.alpha, style_weights=args.style_weights, preserve_color=args.preserve_color, masks=masks,
         content_size=args.content_size, style_size=args.style_size, tile=tile, tile_size=args.tile_size,
