@@ -696,7 +696,9 @@ def _stylize_together(model: AdaINModel, contents: list[Image.Image], style_stat
     else:
         content_stats = [masked_mean_std(features, m) for m in maps]
     # Per style: the batch's means and stds stacked along the batch, (N, C, 1, 1) each.
-    stacked = [(torch.cat([per_image[k][0] for per_image in style_stats]), torch.cat([per_image[k][1] for per_image in style_stats]))
-               for k in range(len(weights))]
+    stacked = []
+    for k in range(len(weights)):
+        means, stds = zip(*(per_image[k] for per_image in style_stats))
+        stacked.append((torch.cat(means), torch.cat(stds)))
     decoded = model.decode(blend_styles(features, content_stats, stacked, maps, alpha=alpha))
     return [tensor_to_image(image[:, :height, :width].cpu()) for image in decoded]
