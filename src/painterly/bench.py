@@ -391,10 +391,13 @@ class _GatysRun:
 
     ``objective()`` gives the loss function for each iteration: the naive run builds a new
     :class:`GatysObjective` every time (targets recomputed), painterly's returns one built once.
+    As in ``optimize_image``, only the losses run under ``speed``'s precision, not the optimiser.
     """
 
-    def __init__(self, objective: Callable[[], GatysObjective], start: torch.Tensor, settings: GatysSettings) -> None:
+    def __init__(self, objective: Callable[[], GatysObjective], start: torch.Tensor, settings: GatysSettings,
+                 speed: SpeedSettings = SpeedSettings(precision="float32", channels_last=False)) -> None:
         self.objective = objective
+        self.speed = speed
         # NCHW whatever the layout of the network: L-BFGS flattens the gradient with view().
         self.pixels = (start.detach() * settings.pixel_scale).contiguous().requires_grad_(True)
         self.optimizer = make_optimizer(self.pixels, settings)
@@ -402,7 +405,8 @@ class _GatysRun:
     def __call__(self) -> float:
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad()
-            loss = self.objective()(self.pixels)["total"]
+            with self.speed.running(self.pixels.device, grad=True):
+                loss = self.objective()(self.pixels)["total"]
             loss.backward()
             return loss
 
@@ -433,21 +437,13 @@ def bench_gatys(config: BenchConfig, device: torch.device, report: BenchReport, 
         for name, speed in variants:
             with speed.running(device, grad=True):
                 objective = GatysObjective(_prepared(truncated, speed), speed.input(content), [speed.input(style)], settings)
-            calls[name] = _autocast_call(speed, device, _GatysRun(lambda o=objective: o, start, settings))
+            calls[name] = _GatysRun(lambda o=objective: o, start, settings, speed)
         # Each call is an iteration; the runs advance together, so the last losses are comparable.
         timings = time_calls(calls, device=device, warmup=config.warmup, repeats=config.gatys_iterations)
         for name, precision in [("naive", "float32")] + [(n, resolve_precision(v.precision, device)) for n, v in variants]:
             seconds, peak, loss = timings[name]
             report.measurements.append(_measurement("gatys", name, size, 1, seconds, flops, precision,
                                                     peak=peak, estimate=estimate, final_loss=loss))
-
-
-def _autocast_call(speed: SpeedSettings, device: torch.device, call: Callable[[], Any]) -> Callable[[], Any]:
-    def run() -> Any:
-        with speed.running(device, grad=True):
-            return call()
-
-    return run
 
 
 #: The decoder's style weight in pytorch-AdaIN's recipe (mean squared errors).
