@@ -11,7 +11,7 @@ Every case is timed twice in the same process, on the same random weights and in
   style statistics and Gatys targets.
 
 A time is the median of ``repeats`` runs after ``warmup`` runs. FLOPs count convolutions (and
-Gram matrices) only, 2 per multiply-add, as SPEC.md does, so GFLOP/s compare with a device's
+Gram matrices) only, 2 per multiply-add (docs/recipes.md), so GFLOP/s compare with a device's
 peak. Weights are seeded random (Kaiming-normal): speed does not depend on their values, but
 the bfloat16 accuracy (PSNR against float32) may differ with trained weights.
 """
