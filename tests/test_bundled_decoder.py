@@ -94,3 +94,14 @@ def test_stylize_and_export_run_offline_from_the_command_line(tmp_path):
     result = run_cli("export", "-o", str(tmp_path / "offline.onnx"), "--encoder", "bundled", "--decoder", "bundled", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "decoder bundled" in result.stderr
+
+
+def test_an_alpha_sweep_runs_offline_on_the_bundled_decoder(tmp_path):
+    from painterly.cli import main
+
+    make_scene(48, 32).save(tmp_path / "photo.png")
+    make_stripes(32, 32).save(tmp_path / "style.png")
+    sheet = tmp_path / "alpha.png"
+    assert main(["sweep", str(tmp_path / "photo.png"), str(tmp_path / "style.png"), "--size", "48", "--quiet",
+                 "-o", str(sheet), "--param", "alpha", "0", "1"]) == 0
+    assert sheet.is_file()
