@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..adain import stylize
+from ..files import check_writes
 from ..gatys import optimize
 from ..images import load_image, save_image
 from ..weights import choose_weights, is_cached
@@ -39,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
+    adain_output = output.with_name(f"{output.stem}_adain.png")
+    check_writes([output, adain_output], [example_path(CONTENT), example_path(STYLE)])
     content, style = load_image(example_path(CONTENT)), load_image(example_path(STYLE))
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
@@ -53,12 +57,10 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, device=args.device, callback=bar, **extra)
     finally:
         bar.close()
-    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
     save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
     info(f"wrote {output}")
     if is_cached("adain"):
         fast = stylize(content, style, content_size=args.size, style_size=args.size, device=args.device, seed=args.seed)
-        adain_output = output.with_name(f"{output.stem}_adain.png")
         save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
         info(f"wrote {adain_output} (AdaIN, one pass)")
     return 0
