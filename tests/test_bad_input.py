@@ -305,3 +305,36 @@ def test_train_resumes_from_the_last_good_checkpoint_and_its_decoder_records_the
     AdaINModel.load(encoder="random", decoder=decoder, seed=0)  # its own encoder: fine
     with pytest.raises(SettingsError, match="trained with the encoder random"):
         AdaINModel.load(encoder="random", decoder=decoder, seed=1)
+
+
+def test_studio_decodes_two_uploads_at_a_time(monkeypatch) -> None:
+    """Six simultaneous submissions: never more than DECODE_SLOTS decodes at once."""
+    import threading
+    import time
+
+    from painterly.server import app as studio_app
+
+    active, peak, lock = [0], [0], threading.Lock()
+    real_load = studio_app.load_image
+
+    def slow_load(*args: Any, **kwargs: Any) -> Image.Image:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        try:
+            return real_load(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(studio_app, "load_image", slow_load)
+    with TestClient(create_app(device="cpu", weights="random", limits=Limits(max_size=64, queue_size=8))) as client:
+        statuses = []
+        threads = [threading.Thread(target=lambda: statuses.append(post(client).status_code)) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [202] * 6
+    assert peak[0] == studio_app.DECODE_SLOTS
