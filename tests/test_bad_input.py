@@ -101,6 +101,8 @@ CASES = {
     # 1. Inputs overwritten.
     "plot onto the content": Case(("optimize", "c.png", "s.png", "-o", "out.png", "--plot", "c.png", "--size", "32", *RANDOM),
                                   "would overwrite an input (c.png)"),
+    "plot onto the output": Case(("optimize", "c.png", "s.png", "-o", "out.png", "--plot", "out.png", "--size", "32", *RANDOM),
+                                 "would be written twice", not_written=("out.png",)),
     "plot with a .txt name": Case(("optimize", "c.png", "s.png", "-o", "out.png", "--plot", "plot.txt", "--size", "32", *RANDOM),
                                   "a loss curve is a PNG", not_written=("plot.txt", "out.png")),
     "batch output onto another job's input": Case(

@@ -113,15 +113,17 @@ def check_writes(
     """Refuse (:class:`SettingsError`) to run a command that would write over one of its inputs.
 
     The one check every command makes, before it reads or computes anything. ``writes`` are the
-    files it will write (outputs, plots, state files, exports, sheets), ``inputs`` every file or
+    files it will write, each once (outputs, plots, state files, exports, sheets), ``inputs`` every file or
     folder it reads (a batch's inputs all together, not one job's). ``folders`` are folders it
     fills (a training run's): no input may lie below one, and none may lie inside an input
     folder, whose images the run would then read back. ``families`` are ``(folder, regex)``
     pairs for numbered files not known in advance (snapshots every N iterations): an input in
     that folder whose name matches is refused too.
     """
-    inputs = [Path(source) for source in inputs]
-    for target in map(Path, writes):
+    inputs, writes = [Path(source) for source in inputs], [Path(target) for target in writes]
+    for index, target in enumerate(writes):
+        if any(same_file(target, other) for other in writes[:index]):
+            raise SettingsError(f"{target} would be written twice (say, as the output and the plot); choose other names")
         for source in inputs:
             if same_file(target, source):
                 raise SettingsError(f"{target}: would overwrite an input ({source}); choose another output")
