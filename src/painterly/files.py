@@ -9,7 +9,6 @@ its inputs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -147,11 +146,3 @@ def _below(path: Path, folder: Path) -> bool:
         return False
     return True
 
-
-def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
-    """The SHA-256 of a file's bytes, as hex, read in chunks (any size of file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
