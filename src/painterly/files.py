@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -69,11 +70,9 @@ def load_torch(path: str | os.PathLike, *, what: str, error: type[PainterlyError
     that runs. Any failure is ``error`` in one line naming the file (``name``, default ``path``)
     and ``what`` it should be (torch's own message runs to paragraphs, with advice to turn the
     safety off)."""
+    import torch  # here, not at the top: writing images needs no torch
+
     name = name or str(path)
-    import warnings
-
-    import torch
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols before failing
