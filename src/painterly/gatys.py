@@ -69,6 +69,7 @@ NEURAL_STYLE_PIXEL_SCALE = 256.0
 #: d2l optimises the ImageNet-normalised image: pixels divided by each channel's std.
 IMAGENET_PIXEL_SCALE = (1 / 0.229, 1 / 0.224, 1 / 0.225)
 INIT_CHOICES = ("content", "noise", "gaussian")
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 CLAMP_CHOICES = ("auto", "never", "step", "closure")
 STANDARD_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -365,17 +366,27 @@ class GatysObjective:
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
+        # The network may run in bfloat16 (autocast); the Grams and losses do not: in float32,
+        # a Gram sums H W products and the losses differences of nearly equal numbers.
+        features = {name: value.float() if value.dtype in LOW_PRECISION else value for name, value in features.items()}
         scale = self.settings.feature_scale
         return {name: value * scale for name, value in features.items()} if scale != 1 else features
 
     def _grams(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self._features(style)
-        return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
+        with torch.autocast(style.device.type, enabled=False):
+            return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses of the image ``pixels`` (in the recipe's pixel space)."""
         s = self.settings
         features = self._features(pixels / self.pixel_scale)
+        with torch.autocast(pixels.device.type, enabled=False):  # Grams and losses in float32
+            return self._losses(features, pixels)
+
+    def _losses(self, features: dict[str, torch.Tensor], pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted terms from the image's (float32) features."""
+        s = self.settings
         content = sum(
             content_loss(features[layer], target, reduction=s.content_reduction)
             for layer, target in self.content_targets.items()
