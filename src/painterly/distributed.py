@@ -47,6 +47,13 @@ class Shard:
         if self.world_size > 1:
             torch.distributed.barrier()
 
+    def close(self) -> None:
+        """Leave the process group once every rank is done (a rank that left early could cut
+        another's last message short)."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank (so all ranks act on one view of the files)."""
         if self.world_size == 1:

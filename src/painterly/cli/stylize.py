@@ -209,6 +209,17 @@ def run_video(args: argparse.Namespace, content: Path, style_paths: list[Path], 
              f"{result.warping_error:.5f} (frames as stylised: {result.warping_error_per_frame:.5f}){reused}")
 
 
+def share_out(args: argparse.Namespace, jobs: list[Job]) -> tuple[Shard, torch.device, list[Job]]:
+    """This process's :class:`Shard` (under torchrun), its device, and the jobs whose outputs
+    are missing (or all with --overwrite), as rank 0 sees them, so every rank splits one list."""
+    device = resolve_device(args.device)
+    shard = shard_from_environment(device)
+    if device.type == "cuda" and shard.world_size > 1:
+        device = torch.device("cuda", shard.local_rank)
+    args.quiet = args.quiet or not shard.is_main
+    return shard, device, shard.broadcast([job for job in jobs if args.overwrite or not job[2].exists()])
+
+
 def run(args: argparse.Namespace) -> int:
     contents = expand_inputs(args.content, what="content", suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     styles = expand_inputs(args.style, what="style")
@@ -226,16 +237,12 @@ def run(args: argparse.Namespace) -> int:
             check_video_output(output, inputs=(content, *job_styles, *(args.mask or [])))
     if not 0.0 <= args.temporal_strength <= 1.0:
         raise SettingsError(f"--temporal-strength must be between 0 and 1, got {args.temporal_strength}")
-    device = resolve_device(args.device)
-    shard = shard_from_environment(device)
-    if device.type == "cuda" and shard.world_size > 1:
-        device = torch.device("cuda", shard.local_rank)
-    args.quiet = args.quiet or not shard.is_main
-    # Rank 0 decides what is left to do, so every rank splits one list.
-    todo = shard.broadcast([job for job in jobs if args.overwrite or not job[2].exists()])
+    shard, device, todo = share_out(args, jobs)
     skipped = len(jobs) - len(todo)
     if not todo:
-        info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
+        if shard.is_main:
+            info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
+        shard.close()
         return 0
     masks = [load_image(m) for m in args.mask] if args.mask else None
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, speed=speed_settings(args),
@@ -250,10 +257,10 @@ def run(args: argparse.Namespace) -> int:
     job_images: list = []
     # Each rank takes every world_size-th image; every rank takes a share of each video's frames.
     images = shard.take([job for job in todo if not is_video(job[0])])
-    todo = [job for job in todo if is_video(job[0]) or job in images]
-    bar = tqdm(total=len(todo), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
+    mine = [job for job in todo if is_video(job[0]) or job in images]
+    bar = tqdm(total=len(mine), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
     try:
-        for group in batches(todo, batch_size):
+        for group in batches(mine, batch_size):
             content, job_styles, output = group[0]
             if job_styles != loaded_paths:  # jobs come style by style: each style is read once
                 loaded_paths, job_images = job_styles, [load_image(p) for p in job_styles]
@@ -274,4 +281,5 @@ def run(args: argparse.Namespace) -> int:
     note = f"; skipped {skipped} that exist (--overwrite redoes them)" if skipped else ""
     if shard.is_main:
         info(f"wrote {len(todo)} output(s) to {jobs[0][2] if len(jobs) == 1 else args.output}{note}")
+    shard.close()
     return 0
