@@ -135,10 +135,12 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
                      audio_codec=meta.get("audio_codec"))
 
 
-def read_frames(path: str | os.PathLike, *, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+def read_frames(path: str | os.PathLike, *, start: int = 0, stop: int | None = None,
+                info: VideoInfo | None = None) -> Iterator[np.ndarray]:
     """Frames ``start`` to ``stop`` (exclusive) as (H, W, 3) uint8, every decoded frame once
-    (no frame-rate conversion), in the size :func:`probe_video` reports."""
-    info = probe_video(path)
+    (no frame-rate conversion), in the size :func:`probe_video` reports (pass its ``info`` if
+    you have it: probing decodes the whole file to count the frames)."""
+    info = info or probe_video(path)
     size = info.width * info.height * 3
     command = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
                "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
@@ -347,7 +349,7 @@ def _held_statistics(source: str | os.PathLike, info: VideoInfo, work: Path, sha
     done = len(chunk) - len(missing)
     _report(progress, "statistics", done, len(chunk))
     if missing:
-        for index, frame in zip(chunk, read_frames(source, start=chunk.start, stop=chunk.stop)):
+        for index, frame in zip(chunk, read_frames(source, start=chunk.start, stop=chunk.stop, info=info)):
             if index in missing:
                 [(mean, std)] = content_statistics(
                     [Image.fromarray(frame)], model=options["model"], content_size=options.get("content_size"),
@@ -392,7 +394,7 @@ def _stylise_frames(source: str | os.PathLike, info: VideoInfo, work: Path, shar
         _report(progress, "stylising", done, len(chunk))
 
     if missing:
-        for index, frame in zip(chunk, read_frames(source, start=chunk.start, stop=chunk.stop)):
+        for index, frame in zip(chunk, read_frames(source, start=chunk.start, stop=chunk.stop, info=info)):
             if index in missing:
                 batch.append((index, Image.fromarray(frame)))
             if len(batch) == batch_size:
@@ -414,7 +416,7 @@ def _write(source: str | os.PathLike, destination: str | os.PathLike, info: Vide
 
     def frames() -> Iterator[np.ndarray]:
         count = 0
-        for index, frame in enumerate(read_frames(source)):
+        for index, frame in enumerate(read_frames(source, info=info)):
             path = _frame_path(work, index)
             if not path.exists():
                 raise ImageError(f"{source}: frame {index} was not stylised (the video changed while it ran?)")
