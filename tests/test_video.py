@@ -259,3 +259,29 @@ def test_torchrun_shards_equal_one_process(tmp_path, offline):
                             "-m", "painterly", *arguments, "-o", str(tmp_path / "two")],
                            capture_output=True, text=True, env=environment, timeout=300)
     assert again.returncode == 0 and "exist already" in again.stderr, again.stderr[-3000:]
+
+
+def test_temporal_loss_counts_only_trusted_pixels():
+    from painterly.losses import temporal_loss
+
+    image, target = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1
+    assert float(temporal_loss(image, target, mask)) == pytest.approx(0.5)  # half the pixels, each off by 1
+    assert float(temporal_loss(image, target, torch.zeros_like(mask))) == 0
+
+
+def test_optimize_takes_a_video_and_holds_frames_to_their_predecessor(tmp_path, capsys):
+    clip = write_clip(tmp_path / "pan.mp4", panning_frames(width=32, height=24, count=2), audio=True)
+    make_stripes(32, 32).save(tmp_path / "paint.png")
+    scores = {}
+    for weight in ("0", "1e4"):
+        out = tmp_path / f"out_{weight}.mp4"
+        assert main(["optimize", str(clip), str(tmp_path / "paint.png"), "-o", str(out), "--weights", "random",
+                     "--size", "32", "--iterations", "5", "--optimizer", "adam", "--temporal-weight", weight, "--quiet"]) == 0
+        metadata = read_video_metadata(out)
+        assert metadata["painterly.method"] == "optimize" and metadata["temporal_weight"] == float(weight)
+        assert probe_video(out).frames == 2 and audio_samples(out) == audio_samples(clip)
+        scores[weight] = metadata["warping_error"]
+    assert "flicker E_warp" in capsys.readouterr().err
+    assert scores["1e4"] < scores["0"] / 2, scores

@@ -37,13 +37,14 @@ from PIL import Image
 from .distributed import SINGLE, Shard
 from .errors import ImageError, PainterlyError, SettingsError
 from .files import atomic_path
-from .images import resize_longer_side
-from .temporal import FLOW_PRESETS, TemporalFilter, smooth_statistics
+from .temporal import FLOW_PRESETS, TemporalFilter, frame_pair_flow, smooth_statistics, warp
 
 #: Files read as videos; outputs are H.264 (VP9 for .webm).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 #: How much of the warped previous output a visible pixel keeps (docs/video.md: the measurements).
 DEFAULT_TEMPORAL_STRENGTH = 0.8
+#: Weight of Ruder et al.'s short-term temporal loss in :func:`optimize_video` (docs/video.md).
+DEFAULT_TEMPORAL_WEIGHT = 1e4
 #: Frames on each side whose content statistics are averaged with ``hold_statistics``.
 HOLD_RADIUS = 4
 
@@ -280,8 +281,7 @@ def stylize_video(
     if shard.is_main:
         temporal_settings = {"temporal": temporal, "temporal_strength": temporal_strength if temporal else None,
                              "hold_statistics": hold_statistics, "flow": flow_preset}
-        result = _write(source, destination, info, work, temporal_settings, options.get("content_size"),
-                        dict(metadata or {}), progress)
+        result = _write(source, destination, info, work, temporal_settings, dict(metadata or {}), progress)
         result.reused_frames = reused
         shutil.rmtree(work, ignore_errors=True)
     shard.barrier()  # every rank returns once the file is there
@@ -325,6 +325,13 @@ def _prepare_work(work: Path, key: dict[str, Any], shard: Shard) -> None:
         except OSError as error:
             raise ImageError(f"{work}: cannot be written ({error})") from None
     shard.barrier()
+
+
+def _at_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An input frame at the output's (width, height), as the output was made from it."""
+    if (frame.shape[1], frame.shape[0]) == size:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
 
 
 def _frame_path(work: Path, index: int) -> Path:
@@ -406,8 +413,7 @@ def _stylise_frames(source: str | os.PathLike, info: VideoInfo, work: Path, shar
 
 
 def _write(source: str | os.PathLike, destination: str | os.PathLike, info: VideoInfo, work: Path,
-           temporal: dict[str, Any], content_size: int | None, metadata: dict[str, Any],
-           progress: VideoProgress | None) -> VideoResult:
+           temporal: dict[str, Any], metadata: dict[str, Any], progress: VideoProgress | None) -> VideoResult:
     """Rank 0's stage: the temporal filter over the stylised frames, encoding, then the mux."""
     strength = temporal["temporal_strength"] or 0.0
     flicker = TemporalFilter(strength=strength, preset=temporal["flow"])
@@ -422,8 +428,7 @@ def _write(source: str | os.PathLike, destination: str | os.PathLike, info: Vide
                 raise ImageError(f"{source}: frame {index} was not stylised (the video changed while it ran?)")
             with Image.open(path) as image:
                 stylised = np.asarray(image.convert("RGB"))
-            if content_size is not None:  # the flow is taken on the input at the output's size
-                frame = np.asarray(resize_longer_side(Image.fromarray(frame), content_size))
+            frame = _at_size(frame, (width, height))  # the flow is taken on the input at the output's size
             output = flicker.step(frame, stylised)
             yield stylised if strength == 0 else (np.clip(output, 0, 1) * 255 + 0.5).astype(np.uint8)
             count += 1
@@ -439,3 +444,85 @@ def _write(source: str | os.PathLike, destination: str | os.PathLike, info: Vide
     path = mux(video, destination, audio_source=source, comment=comment)
     return VideoResult(path=path, frames=info.frames, fps=info.fps, warping_error=flicker.warping_error,
                        warping_error_per_frame=flicker.warping_error_per_frame, metadata=comment)
+
+
+def optimize_video(
+    source: str | os.PathLike,
+    destination: str | os.PathLike,
+    style: Image.Image | Sequence[Image.Image],
+    *,
+    temporal_weight: float = DEFAULT_TEMPORAL_WEIGHT,
+    flow_preset: str = "medium",
+    work_folder: str | os.PathLike | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: VideoProgress | None = None,
+    **options: Any,
+) -> VideoResult:
+    """Gatys optimisation of every frame (``options`` are :func:`painterly.optimize`'s), after
+    Ruder et al. (2016): each frame after the first starts from the previous result warped
+    along the input's optical flow and adds ``temporal_weight`` x their short-term temporal loss
+    (:func:`painterly.losses.temporal_loss`) towards it where the flow is trusted. 0 gives
+    independent frames (each from the preset's start).
+
+    Frames depend on their predecessor, so this runs in one process; finished frames are kept in
+    the work folder and an interrupted run resumes from them. The output is written as by
+    :func:`stylize_video` (sound, metadata, E_warp); the long-term terms of Ruder et al. are not
+    implemented.
+    """
+    from .gatys import optimize
+
+    if Path(destination).resolve() == Path(source).resolve():
+        raise SettingsError(f"{destination}: refusing to overwrite an input")
+    if not temporal_weight >= 0:
+        raise SettingsError(f"the temporal weight must be >= 0, got {temporal_weight}")
+    if flow_preset not in FLOW_PRESETS:
+        raise SettingsError(f"flow preset must be one of {', '.join(FLOW_PRESETS)}, got {flow_preset!r}")
+    styles = [style] if isinstance(style, Image.Image) else list(style)
+    info = probe_video(source)
+    work = Path(work_folder) if work_folder is not None else default_work_folder(destination)
+    stat = Path(source).stat()
+    settings = {key: _fingerprint(value) for key, value in sorted(options.items())
+                if key not in ("callback", "download_progress")}
+    _prepare_work(work, {"method": "optimize", "source": str(Path(source).resolve()), "source_bytes": stat.st_size,
+                         "source_mtime_ns": stat.st_mtime_ns, "styles": _fingerprint(styles), "settings": settings,
+                         "temporal_weight": temporal_weight, "flow": flow_preset}, SINGLE)
+    previous: tuple[np.ndarray, np.ndarray] | None = None  # the input at the output's size, the output
+    reused = 0
+    _report(progress, "optimising", 0, info.frames)
+    for index, frame in enumerate(read_frames(source, info=info)):
+        path = _frame_path(work, index)
+        if path.exists():
+            reused += 1
+        else:
+            temporal, init = None, options.get("init_image")
+            if previous is not None and temporal_weight > 0:
+                temporal = _temporal_target(frame, previous, temporal_weight, flow_preset)
+                init = temporal[0]
+            result = optimize(Image.fromarray(frame), styles, **{**options, "init_image": init, "temporal": temporal})
+            if index == 0:
+                with atomic_path(work / "settings.json", error=ImageError) as temporary:
+                    temporary.write_text(json.dumps(result.metadata()))
+            with atomic_path(path, error=ImageError) as temporary:
+                result.image.save(temporary, format="PNG", compress_level=1)
+        with Image.open(path) as image:
+            output = np.asarray(image.convert("RGB"))
+        previous = (_at_size(frame, (output.shape[1], output.shape[0])), output)
+        _report(progress, "optimising", index + 1, info.frames)
+    temporal_settings = {"temporal": temporal_weight > 0, "temporal_strength": None,
+                         "temporal_weight": temporal_weight, "flow": flow_preset}
+    result = _write(source, destination, info, work, temporal_settings, dict(metadata or {}), progress)
+    result.reused_frames = reused
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _temporal_target(frame: np.ndarray, previous: tuple[np.ndarray, np.ndarray], weight: float,
+                     preset: str) -> tuple[Image.Image, Image.Image, float]:
+    """(the previous output warped onto ``frame``, where that is trusted, ``weight``) for
+    :func:`painterly.optimize`'s ``temporal``; the flow is taken on the inputs at the output's size."""
+    previous_input, previous_output = previous
+    current = _at_size(frame, (previous_output.shape[1], previous_output.shape[0]))
+    flow, mask = frame_pair_flow(previous_input, current, preset=preset)
+    warped = np.clip(warp(previous_output.astype(np.float32) / 255.0, flow), 0, 1)
+    return (Image.fromarray((warped * 255 + 0.5).astype(np.uint8)),
+            Image.fromarray((mask * 255).astype(np.uint8), "L"), weight)
