@@ -5,7 +5,9 @@ from .errors import Cancelled, ImageError, PainterlyError, SettingsError, Weight
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
 from .performance import SpeedSettings
+from .temporal import warping_error
 from .training import TrainConfig, TrainResult, train
+from .video import VideoResult, read_video_metadata, stylize_video
 
 __version__ = "0.1.0"
 
@@ -34,4 +36,8 @@ __all__ = [
     "train",
     "TrainConfig",
     "TrainResult",
+    "VideoResult",
+    "read_video_metadata",
+    "stylize_video",
+    "warping_error",
 ]

@@ -484,11 +484,12 @@ def _tile_count(size: tuple[int, int], tile_size: int, overlap: int) -> int:
 
 def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[Stats], masks: list[Image.Image] | None,
                    weights: list[float], alpha: float, tile_size: int, overlap: int,
-                   step: Callable[[], None]) -> Image.Image:
+                   step: Callable[[], None], held: Stats | None = None) -> Image.Image:
     """Gather the content's statistics (:func:`_tiled_statistics`), then stylise overlapping
     tiles of the padded content and blend them, one row of tiles at a time: finished rows go
     straight to the uint8 output, so besides the input and output images only one band of
-    tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all)."""
+    tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all).
+    ``held``: content statistics given in advance (then the statistics tiles are counted as done)."""
     width, height = content.size
     padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
                     mode="reflect")
@@ -496,7 +497,12 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
     rows, columns = _tile_grid(content.size, tile_size, overlap)
-    content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
+    if held is None:
+        content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
+    else:
+        content_stats = [held] * len(weights)
+        for _ in range(math.ceil(full_h / _statistics_core(tile_size)) * math.ceil(full_w / _statistics_core(tile_size))):
+            step()
     output = np.empty((height, width, 3), dtype=np.uint8)
     carry: torch.Tensor | None = None
     device = model.device
@@ -603,6 +609,7 @@ def stylize_batch(
     speed: SpeedSettings = ADAIN_SPEED,
     model: AdaINModel | None = None,
     callback: TileProgress | None = None,
+    content_statistics: Sequence[Stats] | None = None,
 ) -> list[StylizeResult]:
     """:func:`stylize` for several contents (same options), one result per content, in order.
 
@@ -611,6 +618,10 @@ def stylize_batch(
     None: :data:`DEFAULT_BATCH_SIZES` for the device): the same images as one at a time, within
     bfloat16 rounding. ``callback(done, total)`` counts tiles of tiled contents and one-pass
     batches. Video frames and resized folders are where batches form.
+
+    ``content_statistics``: one (mean, std) per content, each (1, C, 1, 1), used in place of the
+    content's own relu4_1 statistics (:func:`content_statistics` measures them; a video holds a
+    shot's steady with them); not with masks.
     """
     if batch_size is not None and batch_size < 1:
         raise SettingsError(f"batch size must be at least 1, got {batch_size}")
@@ -619,6 +630,8 @@ def stylize_batch(
                              preserve_color=preserve_color, masks=masks,
                              tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     contents = [content.convert("RGB") for content in contents]
+    if content_statistics is not None and (masks is not None or len(content_statistics) != len(contents)):
+        raise SettingsError("give one content statistic per content, and no masks with them")
     for content in contents:
         check_min_side(content.size, content_size, min_side=MIN_SIDE, what="the content image")
     for index, style_image in enumerate(styles, start=1):
@@ -658,11 +671,14 @@ def stylize_batch(
         # luma, as color.luminance) and gives the result the content's chroma back at the end.
         net_contents = [c.convert("L").convert("RGB") if preserve_color == "luminance" else c for c in contents]
         for index, size in tiles.items():
+            held = None if content_statistics is None else content_statistics[index]
             images[index] = _stylize_tiles(model, net_contents[index], statistics_for(index), checked_masks, weights,
-                                           alpha, size, tile_overlap, step)
+                                           alpha, size, tile_overlap, step, held)
         for indices in batches:
             stats = [statistics_for(i) for i in indices]
-            outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha)
+            held = None if content_statistics is None else [content_statistics[i] for i in indices]
+            outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha,
+                                        held)
             images.update(zip(indices, outputs))
             step()
 
@@ -686,6 +702,29 @@ def stylize_batch(
             "tile_overlap": tile_overlap,
         }
         results.append(StylizeResult(image, settings, seed, model.weights_note))
+    return results
+
+
+def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, content_size: int | None = None,
+                       preserve_color: str = "none", tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE) -> list[Stats]:
+    """The relu4_1 channel (mean, std) of each content, each (1, C, 1, 1) on the CPU, as
+    :func:`stylize_batch` measures them with the same ``content_size`` and ``preserve_color``
+    (over the padded image; tile by tile past the tile threshold, which gives the same figures)."""
+    results = []
+    with model.speed.running(model.device):
+        for content in contents:
+            content = content.convert("RGB")
+            if content_size is not None:
+                content = resize_longer_side(content, content_size)
+            if preserve_color == "luminance":
+                content = content.convert("L").convert("RGB")
+            if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
+                padded = np.pad(np.asarray(content), ((0, (-content.height) % DOWNSAMPLING),
+                                                      (0, (-content.width) % DOWNSAMPLING), (0, 0)), mode="reflect")
+                [stats] = _tiled_statistics(model, padded, None, [1.0], tile_size)
+            else:
+                stats = channel_mean_std(model.encode(pad_to_multiple(image_to_tensor(content).to(model.device))))
+            results.append((stats[0].float().cpu(), stats[1].float().cpu()))
     return results
 
 
@@ -733,15 +772,19 @@ def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torc
 
 
 def _stylize_together(model: AdaINModel, contents: list[Image.Image], style_stats: list[list[Stats]],
-                      masks: list[Image.Image] | None, weights: list[float], alpha: float) -> list[Image.Image]:
+                      masks: list[Image.Image] | None, weights: list[float], alpha: float,
+                      held: list[Stats] | None = None) -> list[Image.Image]:
     """One pass of the networks over same-size ``contents``; ``style_stats[i]`` holds content
-    i's statistics of every style. Statistics are per image, so a batch equals single passes."""
+    i's statistics of every style. Statistics are per image, so a batch equals single passes.
+    ``held``: content i's statistics given in advance (not with masks)."""
     width, height = contents[0].size
     padded = pad_to_multiple(torch.cat([image_to_tensor(c) for c in contents]).to(model.device))
     features = model.encode(padded)
     mask_arrays = [_mask_array(m, (width, height)) for m in masks] if masks else None
     maps = _maps(mask_arrays, weights, (0, 0, *padded.shape[-2:]), features.shape[-2:], model.device)
-    if masks is None:
+    if held is not None:
+        content_stats = [(torch.cat([m for m, _ in held]).to(model.device), torch.cat([s for _, s in held]).to(model.device))] * len(weights)
+    elif masks is None:
         content_stats = [channel_mean_std(features)] * len(weights)
     else:
         content_stats = [masked_mean_std(features, m) for m in maps]

@@ -54,6 +54,7 @@ from .losses import (
     gram_style_loss,
     masked_gram_matrix,
     normalized_weights,
+    temporal_loss,
     total_variation_loss,
 )
 from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
@@ -486,6 +487,7 @@ def optimize_image(
     seed: int = 0,
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor, float] | None = None,
 ) -> GatysResult:
     """Run Gatys transfer at one scale on tensors (1, 3, H, W) in [0, 1]; styles may have other sizes.
 
@@ -496,6 +498,8 @@ def optimize_image(
     The losses are computed under ``speed``'s precision (the caller prepares ``encoder`` with
     :meth:`SpeedSettings.prepare`); gradients flow back outside autocast, the pixels stay float32.
     The callback sees every iteration and may raise :class:`painterly.errors.Cancelled`.
+    ``temporal`` (target, mask, weight) adds weight x :func:`painterly.losses.temporal_loss`
+    (video: the previous frame's result warped onto this one, Ruder et al. 2016).
     """
     if not styles:
         raise SettingsError("at least one style image is needed")
@@ -534,6 +538,10 @@ def optimize_image(
             optimizer.zero_grad()
             with speed.running(pixels.device, grad=True):
                 losses = objective(pixels)
+            if temporal is not None:
+                target, mask, weight = temporal
+                losses["temporal"] = weight * temporal_loss(pixels / settings.pixel_scale, target, mask)
+                losses["total"] = losses["total"] + losses["temporal"]
             losses["total"].backward()
             if not reported:  # the losses at the start of this iteration
                 reported.update({key: value.detach() for key, value in losses.items()})
@@ -698,6 +706,7 @@ def optimize(
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
     download_progress: DownloadProgress | None = None,
+    temporal: tuple[Image.Image, Image.Image, float] | None = None,
     **overrides: Any,
 ) -> OptimizationResult:
     """Repaint ``content`` in the style of ``style`` (one image or several) by optimisation.
@@ -726,6 +735,9 @@ def optimize(
     * ``resume``: a checkpoint (or its path) from :attr:`Progress.checkpoint` continues that
       run with its settings, seed and weights; only ``iterations``/``iterations_per_scale``
       may change, anything else given must match.
+    * ``temporal``: (target, mask, weight) for video, the previous frame's result warped onto
+      this one, the mask of where that is trusted ("L", white) and the weight of Ruder et al.'s
+      short-term temporal loss; both are resized to every scale (:func:`painterly.video.optimize_video`).
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
     if checkpoint is not None:
@@ -778,6 +790,11 @@ def optimize(
             init = image_to_tensor(resized).to(device)
             init = grey(init) if settings.preserve_color == "luminance" else init
         offset = sum(counts[: scale - 1])
+        scale_temporal = None
+        if temporal is not None:
+            target = image_to_tensor(temporal[0].convert("RGB").resize(content_image.size, Image.Resampling.LANCZOS)).to(device)
+            mask = image_to_tensor(temporal[1].convert("RGB").resize(content_image.size, Image.Resampling.BILINEAR))[:, :1]
+            scale_temporal = (grey(target) if settings.preserve_color == "luminance" else target, mask.to(device), temporal[2])
 
         def report(progress: Progress, scale: int = scale, offset: int = offset) -> None:
             history.append({"iteration": offset + progress.iteration, **progress.losses})
@@ -811,6 +828,7 @@ def optimize(
             seed=seed,
             speed=speed,
             callback=report,
+            temporal=scale_temporal,
         )
         image = result.image
     output = restore_colors(image, content_tensor, settings.preserve_color)

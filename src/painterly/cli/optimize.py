@@ -29,8 +29,11 @@ from ..images import (
     split_alpha,
     tensor_to_image,
 )
+from ..errors import SettingsError
 from ..performance import GATYS_SPEED
 from ..plotting import plot_losses
+from ..temporal import FLOW_PRESETS
+from ..video import DEFAULT_TEMPORAL_WEIGHT, VIDEO_SUFFIXES
 from .common import (
     OptimizationProgress,
     add_preserve_color_argument,
@@ -45,6 +48,7 @@ from .common import (
     positive_int,
     speed_settings,
 )
+from .stylize import VideoBars
 
 EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png
@@ -52,6 +56,7 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --weights random --init content \\
       --tv-weight 1e-5 --save-every 50 --plot losses.png
   painterly optimize photo.jpg starry_night.jpg the_scream.jpg --style-weights 3 7 -o blend.png
+  painterly optimize clip.mp4 starry_night.jpg -o clip_styled.mp4 --size 256 --iterations 100   # frame by frame
   painterly optimize photo.jpg styles/ -o out.png                  # every image in a folder
   painterly optimize photo.jpg starry_night.jpg --preserve-color luminance -o out.png
   painterly optimize photo.jpg starry_night.jpg --style-scale 0.5 -o finer_strokes.png
@@ -251,10 +256,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", nargs="?", const="", metavar="PNG",
                         help="write a loss-curve PNG, a .png name (default name: OUTPUT_losses.png)")
     parser.add_argument("--keep-alpha", action="store_true", help="give the output the content image's transparency")
+    parser.add_argument("--temporal-weight", type=non_negative_float, default=DEFAULT_TEMPORAL_WEIGHT, metavar="W",
+                        help="a video's frames: weight of the temporal loss towards the previous result warped along "
+                        f"the optical flow (Ruder et al. 2016; default: {DEFAULT_TEMPORAL_WEIGHT:g}; 0: independent frames)")
+    parser.add_argument("--flow", choices=FLOW_PRESETS, default="medium",
+                        help="a video's DIS optical flow preset (default: medium)")
     parser.set_defaults(run=run)
 
 
+def run_video(args: argparse.Namespace) -> int:
+    """A video content: every frame optimised in turn, held to the previous one (docs/video.md)."""
+    from ..video import check_video_output, optimize_video
+
+    content = Path(args.content)
+    style_paths = expand_inputs(args.styles, what="style")
+    output = Path(args.output) if args.output else Path(f"{content.stem}_{style_paths[0].stem}.mp4")
+    check_video_output(output, inputs=(content, *style_paths, *(args.masks or [])))
+    if args.resume or args.save_every or args.plot is not None or args.keep_alpha:
+        raise SettingsError("--resume, --save-every, --plot and --keep-alpha are for images: a video resumes by itself")
+    keywords = transfer_keywords(args, style_paths)
+    styles = keywords.pop("style")
+    names = [path.name for path in style_paths]
+    metadata = {"content": content.name, "style": names[0] if len(names) == 1 else names}
+    with VideoBars(content.name, quiet=args.quiet) as bars:
+        result = optimize_video(content, output, styles, temporal_weight=args.temporal_weight, flow_preset=args.flow,
+                                metadata=metadata, progress=bars, **keywords)
+    reused = f"; reused {result.reused_frames} frames optimised before" if result.reused_frames else ""
+    info(f"wrote {output}: {result.frames} frames at {float(result.fps):.3g} fps, flicker E_warp "
+         f"{result.warping_error:.5f}{reused}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if Path(args.content).suffix.lower() in VIDEO_SUFFIXES:
+        return run_video(args)
     output = Path(args.output) if args.output else Path(f"{Path(args.content).stem}_{Path(args.styles[0]).stem}.png")
     check_output_path(output)
     state_path = output.with_suffix(".state.pt")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from ..adain import (
@@ -19,6 +20,7 @@ from ..adain import (
     stylize_batch,
 )
 from ..device import resolve_device
+from ..distributed import Shard, shard_from_environment
 from ..errors import SettingsError
 from ..files import check_writes
 from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, load_image, save_image
@@ -34,9 +36,8 @@ from .common import (
     seed,
     speed_settings,
 )
-
-#: Content files with these endings are stylised frame by frame (needs the ``video`` extra).
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+from ..temporal import FLOW_PRESETS
+from ..video import DEFAULT_TEMPORAL_STRENGTH, VIDEO_SUFFIXES, check_video_output
 
 EXAMPLES = """\
   painterly stylize photo.jpg --style starry_night.jpg -o out.png
@@ -47,7 +48,9 @@ EXAMPLES = """\
   painterly stylize photo.jpg --style a.jpg -o out.png --preserve-color luminance
   painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4             # needs pip install 'painterly[video]'
+  painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4 --temporal       # steady over time: flow-guided blending
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4 --device cuda --batch-size 16 --compile
+  torchrun --nproc_per_node 4 -m painterly stylize clip.mp4 photos/ --style a.jpg -o out/   # 4 processes share the work
   painterly stylize photo.jpg --style a.jpg -o out.png --precision float32   # exact float32 arithmetic
   painterly stylize photo.jpg --style a.jpg -o out.png --encoder random --decoder my_decoder.pth  # offline"""
 
@@ -87,6 +90,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         + ", ".join(f"{n} on {kind}" for kind, n in DEFAULT_BATCH_SIZES.items())
                         + "; batches ran slower than single images on a 2-core CPU)")
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    video = parser.add_argument_group("videos (docs/video.md)")
+    video.add_argument("--temporal", action="store_true",
+                       help="steady the video: blend each frame with the previous output warped along the optical "
+                       "flow, where it is visible (costs about two flow fields a frame; needs opencv-python-headless)")
+    video.add_argument("--temporal-strength", type=float, default=DEFAULT_TEMPORAL_STRENGTH, metavar="S",
+                       help=f"share of the warped previous output a visible pixel keeps, 0 to 1 "
+                       f"(default: {DEFAULT_TEMPORAL_STRENGTH}); higher is steadier but smears more")
+    video.add_argument("--hold-statistics", action="store_true",
+                       help="average the content's feature statistics over neighbouring frames of a shot "
+                       "(one more encoder pass a frame)")
+    video.add_argument("--flow", choices=FLOW_PRESETS, default="medium",
+                       help="DIS optical flow preset for --temporal and the flicker score (default: medium)")
     add_speed_arguments(parser, default_precision="auto", why="bfloat16 output measured over 46 dB PSNR against float32's")
     add_runtime_arguments(parser)
     parser.add_argument("--encoder-seed", type=seed, dest="seed", metavar="SEED",
@@ -160,6 +175,59 @@ def batches(jobs: list[Job], size: int) -> list[list[Job]]:
     return groups
 
 
+class VideoBars:
+    """One bar per stage of a video (statistics, stylising, encoding), with frames/s and an ETA."""
+
+    def __init__(self, name: str, *, quiet: bool) -> None:
+        self.name, self.quiet = name, quiet
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if stage not in self.bars:
+            # initial=: frames reused from an interrupted run do not inflate the rate.
+            self.bars[stage] = tqdm(total=total, initial=done, desc=f"{self.name}: {stage}", unit="frame",
+                                    file=sys.stderr)
+        bar = self.bars[stage]
+        bar.update(done - bar.n)
+
+    def __enter__(self) -> "VideoBars":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def run_video(args: argparse.Namespace, content: Path, style_paths: list[Path], styles: list, output: Path,
+              shard: Shard, settings: dict) -> None:
+    """One video job: every rank stylises its share of the frames, rank 0 writes the file."""
+    from ..video import stylize_video
+
+    metadata = {"content": content.name, "style": [p.name for p in style_paths] if len(style_paths) > 1 else style_paths[0].name}
+    options = {key: value for key, value in settings.items() if key != "batch_size"}
+    with VideoBars(content.name, quiet=args.quiet) as bars:
+        result = stylize_video(content, output, styles, temporal=args.temporal, temporal_strength=args.temporal_strength,
+                               hold_statistics=args.hold_statistics, flow_preset=args.flow,
+                               batch_size=settings["batch_size"], shard=shard, metadata=metadata, progress=bars, **options)
+    if shard.is_main and result.warping_error is not None:
+        reused = f"; reused {result.reused_frames} frames stylised before" if result.reused_frames else ""
+        info(f"{output}: {result.frames} frames at {float(result.fps):.3g} fps, flicker E_warp "
+             f"{result.warping_error:.5f} (frames as stylised: {result.warping_error_per_frame:.5f}){reused}")
+
+
+def share_out(args: argparse.Namespace, jobs: list[Job]) -> tuple[Shard, torch.device, list[Job]]:
+    """This process's :class:`Shard` (under torchrun), its device, and the jobs whose outputs
+    are missing (or all with --overwrite), as rank 0 sees them, so every rank splits one list."""
+    device = resolve_device(args.device)
+    shard = shard_from_environment(device)
+    if device.type == "cuda" and shard.world_size > 1:
+        device = torch.device("cuda", shard.local_rank)
+    args.quiet = args.quiet or not shard.is_main
+    return shard, device, shard.broadcast([job for job in jobs if args.overwrite or not job[2].exists()])
+
+
 def run(args: argparse.Namespace) -> int:
     contents = expand_inputs(args.content, what="content", suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     styles = expand_inputs(args.style, what="style")
@@ -173,19 +241,25 @@ def run(args: argparse.Namespace) -> int:
             check_output_path(output)
         elif is_video(output) != is_video(content):
             raise SettingsError(f"{content} -> {output}: a video becomes a video (.mp4), an image an image")
-    todo = [job for job in jobs if args.overwrite or not job[2].exists()]
+        else:
+            check_video_output(output, inputs=(content, *job_styles, *(args.mask or [])))
+    if not 0.0 <= args.temporal_strength <= 1.0:
+        raise SettingsError(f"--temporal-strength must be between 0 and 1, got {args.temporal_strength}")
+    shard, device, todo = share_out(args, jobs)
     skipped = len(jobs) - len(todo)
     # Every output written against every input of the whole batch (x.png's result must not
     # land on x_style.png, another job's content), masks and weight files included.
     weight_files = [path for path in (args.encoder, args.decoder) if Path(path).is_file()]
     check_writes([job[2] for job in todo], [*contents, *styles, *(args.mask or []), *weight_files])
     if not todo:
-        info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
+        if shard.is_main:
+            info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
+        shard.close()
         return 0
     masks = [load_image(m) for m in args.mask] if args.mask else None
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, speed=speed_settings(args),
-                            device=resolve_device(args.device), progress=download_bar(args.quiet))
-    if model.weights_note:
+                            device=device, progress=download_bar(args.quiet))
+    if model.weights_note and shard.is_main:
         info(model.weights_note)
     batch_size = args.batch_size or default_batch_size(model.device)
     settings = dict(
@@ -195,21 +269,17 @@ def run(args: argparse.Namespace) -> int:
     )
     loaded_paths: list[Path] = []
     job_images: list = []
-    bar = tqdm(total=len(todo), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
+    # Each rank takes every world_size-th image; every rank takes a share of each video's frames.
+    images = shard.take([job for job in todo if not is_video(job[0])])
+    mine = [job for job in todo if is_video(job[0]) or job in images]
+    bar = tqdm(total=len(mine), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
     try:
-        for group in batches(todo, batch_size):
+        for group in batches(mine, batch_size):
             content, job_styles, output = group[0]
             if job_styles != loaded_paths:  # jobs come style by style: each style is read once
                 loaded_paths, job_images = job_styles, [load_image(p, reduce_to=args.style_size) for p in job_styles]
             if is_video(content):
-                from ..video import stylize_video
-
-                def transform(frames: list) -> list:
-                    return [result.image for result in stylize_batch(frames, job_images, **settings)]
-
-                with tqdm(desc=content.name, unit="frame", leave=False, file=sys.stderr, disable=args.quiet) as frames:
-                    stylize_video(content, output, transform, batch_size=batch_size,
-                                  progress=lambda done: frames.update(done - frames.n))
+                run_video(args, content, job_styles, job_images, output, shard, settings)
             else:
                 with TileBar(quiet=args.quiet) as tiles:
                     contents_read = [load_image(job[0], reduce_to=None if args.mask else args.content_size)
@@ -225,5 +295,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     note = f"; skipped {skipped} that exist (--overwrite redoes them)" if skipped else ""
-    info(f"wrote {len(todo)} output(s) to {jobs[0][2] if len(jobs) == 1 else args.output}{note}")
+    if shard.is_main:
+        info(f"wrote {len(todo)} output(s) to {jobs[0][2] if len(jobs) == 1 else args.output}{note}")
+    shard.close()
     return 0
