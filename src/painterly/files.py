@@ -7,6 +7,7 @@ Ctrl-C or a full disk leaves the old file or none, never a truncated one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -43,3 +44,12 @@ def atomic_path(path: str | os.PathLike, *, error: type[PainterlyError] = Painte
         raise error(f"{path}: cannot be written ({failure})") from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()

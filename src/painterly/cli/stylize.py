@@ -19,7 +19,7 @@ from ..adain import (
     stylize_batch,
 )
 from ..device import resolve_device
-from ..errors import SettingsError
+from ..errors import ImageError, SettingsError
 from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, load_image, save_image
 from .common import (
     add_preserve_color_argument,
@@ -28,10 +28,13 @@ from .common import (
     add_subcommand,
     download_bar,
     expand_inputs,
+    add_print_every_argument,
     info,
+    line_interval,
     positive_int,
     speed_settings,
 )
+from ..reproduce import describe_inputs, weight_file_inputs
 
 #: Content files with these endings are stylised frame by frame (needs the ``video`` extra).
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -81,9 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="same-size images or video frames per network pass (default: "
                         + ", ".join(f"{n} on {kind}" for kind, n in DEFAULT_BATCH_SIZES.items())
                         + "; batches ran slower than single images on a 2-core CPU)")
-    parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo outputs that already exist in an output folder (default: skip them, saying so); "
+                        "a file named with -o is always written")
     add_speed_arguments(parser, default_precision="auto", why="bfloat16 output measured over 46 dB PSNR against float32's")
     add_runtime_arguments(parser)
+    add_print_every_argument(parser)
     parser.add_argument("--encoder-seed", type=int, dest="seed", metavar="SEED",
                         help="seed of --encoder random weights: train's flag of that name (here the same as --seed)")
     parser.set_defaults(run=run)
@@ -165,10 +171,13 @@ def run(args: argparse.Namespace) -> int:
             check_output_path(output, inputs=(content, *job_styles))
         elif is_video(output) != is_video(content):
             raise SettingsError(f"{content} -> {output}: a video becomes a video (.mp4), an image an image")
-    todo = [job for job in jobs if args.overwrite or not job[2].exists()]
+    # The overwrite rule (README, "Outputs"): a file named with -o is always written; in a
+    # folder painterly names the files and skips those that exist, unless --overwrite.
+    named_file = Path(args.output).suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES
+    todo = [job for job in jobs if args.overwrite or named_file or not job[2].exists()]
     skipped = len(jobs) - len(todo)
     if not todo:
-        info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
+        info(f"skipped all {len(jobs)} output(s): they exist already in {args.output} (--overwrite redoes them)")
         return 0
     masks = [load_image(m) for m in args.mask] if args.mask else None
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, speed=speed_settings(args),
@@ -179,35 +188,98 @@ def run(args: argparse.Namespace) -> int:
         content_size=args.content_size, style_size=args.style_size, tile=tile, tile_size=args.tile_size,
         tile_overlap=args.tile_overlap, seed=args.seed, model=model, batch_size=batch_size,
     )
+    weight_files = weight_file_inputs(encoder=args.encoder, decoder=args.decoder)
+    failed: list[str] = []  # why each unreadable content was skipped
+    written = 0
     loaded_paths: list[Path] = []
     job_images: list = []
-    bar = tqdm(total=len(todo), desc="stylizing", unit="image", file=sys.stderr, disable=args.quiet)
+    bar = ImageProgress(total=len(todo), quiet=args.quiet, print_every=args.print_every)
     try:
         for group in batches(todo, batch_size):
             content, job_styles, output = group[0]
             if job_styles != loaded_paths:  # jobs come style by style: each style is read once
                 loaded_paths, job_images = job_styles, [load_image(p) for p in job_styles]
             if is_video(content):
-                from ..video import stylize_video
-
-                def transform(frames: list) -> list:
-                    return [result.image for result in stylize_batch(frames, job_images, **settings)]
-
-                with tqdm(desc=content.name, unit="frame", leave=False, file=sys.stderr, disable=args.quiet) as frames:
-                    stylize_video(content, output, transform, batch_size=batch_size,
-                                  progress=lambda done: frames.update(done - frames.n))
+                written += _stylize_video(content, output, job_images, settings, args, failed)
             else:
+                readable, images = _load_contents(group, failed)
                 with TileBar(quiet=args.quiet) as tiles:
-                    results = stylize_batch([load_image(job[0]) for job in group], job_images, callback=tiles, **settings)
+                    results = stylize_batch(images, job_images, callback=tiles, **settings) if images else []
                 names = [p.name for p in job_styles]
-                for (content, _, output), result in zip(group, results):
-                    metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names}
+                for (content, _, output), result in zip(readable, results):
+                    metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names,
+                                "inputs": describe_inputs(content=[content], style=job_styles, mask=args.mask) | weight_files}
                     if args.mask:
                         metadata["mask"] = [Path(m).name for m in args.mask]
                     save_image(result.image, output, metadata=metadata)
+                    written += 1
             bar.update(len(group))
     finally:
         bar.close()
+    return _report(written, skipped, failed, jobs, args.output)
+
+
+class ImageProgress:
+    """The bar over images (or, without a terminal or with --print-every, a line every N images)."""
+
+    def __init__(self, *, total: int, quiet: bool, print_every: int | None) -> None:
+        self.total, self.quiet, self.done = total, quiet, 0
+        self.interval = line_interval(print_every)
+        self.bar = tqdm(total=total, desc="stylizing", unit="image", file=sys.stderr,
+                        disable=quiet or self.interval is not None)
+
+    def update(self, count: int) -> None:
+        self.bar.update(count)
+        before, self.done = self.done, self.done + count
+        if not self.quiet and self.interval is not None and (
+                self.done // self.interval > before // self.interval or self.done == self.total):
+            info(f"stylizing: {self.done}/{self.total} images")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _load_contents(group: list[Job], failed: list[str]) -> tuple[list[Job], list]:
+    """The group's jobs whose content could be read, and their images; the others' reasons go to ``failed``."""
+    readable, images = [], []
+    for job in group:
+        try:
+            images.append(load_image(job[0]))
+        except ImageError as error:
+            failed.append(str(error))
+            continue
+        readable.append(job)
+    return readable, images
+
+
+def _stylize_video(content: Path, output: Path, styles: list, settings: dict, args: argparse.Namespace,
+                   failed: list[str]) -> int:
+    """Stylise one video frame by frame; 1 when written, 0 (its reason in ``failed``) when unreadable."""
+    from ..video import stylize_video
+
+    def transform(frames: list) -> list:
+        return [result.image for result in stylize_batch(frames, styles, **settings)]
+
+    with tqdm(desc=content.name, unit="frame", leave=False, file=sys.stderr, disable=args.quiet) as frames:
+        try:
+            stylize_video(content, output, transform, batch_size=settings["batch_size"],
+                          progress=lambda done: frames.update(done - frames.n))
+        except ImageError as error:
+            failed.append(str(error))
+            return 0
+    return 1
+
+
+def _report(written: int, skipped: int, failed: list[str], jobs: list[Job], output: str) -> int:
+    """The closing lines: what was written and skipped; exit code 1 when an input could not be read."""
+    if failed and not written:
+        more = f" (and {len(failed) - 1} more unreadable)" if len(failed) > 1 else ""
+        raise ImageError(failed[0] + more)
     note = f"; skipped {skipped} that exist (--overwrite redoes them)" if skipped else ""
-    info(f"wrote {len(todo)} output(s) to {jobs[0][2] if len(jobs) == 1 else args.output}{note}")
+    info(f"wrote {written} output(s) to {jobs[0][2] if len(jobs) == 1 else output}{note}")
+    if failed:
+        info(f"skipped {len(failed)} unreadable content file(s); every other output was written:")
+        for reason in failed:
+            info(f"  {reason}")
+        return 1
     return 0

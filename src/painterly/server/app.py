@@ -37,6 +37,7 @@ from ..errors import ImageError, PainterlyError, SettingsError
 from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
+from ..reproduce import describe_input
 from ..weights import is_cached
 from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
@@ -331,15 +332,16 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         style_weights = tuple(float_list(text_field(form, "style_weights") or "", "style_weights"))
         normalized_weights(style_weights, len(styles))  # raises for a wrong count or bad values
 
-    content, content_name = await read_image(contents[0], "content", examples, working_size(method, "content", size))
+    content, content_name, content_entry = await read_image(contents[0], "content", examples, working_size(method, "content", size))
     style_size = working_size(method, "style", size)
     loaded = [await read_image(style, "style", examples, style_size) for style in styles]
     return JobRequest(
+        inputs={"content": [content_entry], "style": [entry for _, _, entry in loaded]},
         method=method,
         content=content,
-        styles=tuple(image for image, _ in loaded),
+        styles=tuple(image for image, _, _ in loaded),
         content_name=content_name,
-        style_names=tuple(name for _, name in loaded),
+        style_names=tuple(name for _, name, _ in loaded),
         size=size,
         iterations=iterations,
         alpha=alpha,
@@ -351,9 +353,10 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     )
 
 
-async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int) -> tuple[Image.Image, str]:
+async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes],
+                     size: int) -> tuple[Image.Image, str, dict[str, str]]:
     """Decode an uploaded file, or a bundled example by name, at ``size`` pixels on its longer
-    side: ``(image, name for metadata)``."""
+    side: ``(image, name for metadata, the input as recorded for painterly reproduce)``."""
     if isinstance(item, str):
         name = item.strip()
         if name not in examples:
@@ -366,7 +369,7 @@ async def read_image(item: UploadFile | str, field: str, examples: dict[str, byt
         image = await run_in_threadpool(load_image, data)
     except ImageError as problem:
         raise ImageError(f"{field} file {label!r} refused: {problem}") from None
-    return await run_in_threadpool(resize_longer_side, image, size), label
+    return await run_in_threadpool(resize_longer_side, image, size), label, describe_input(data, name=label)
 
 
 def text_field(form: FormData, name: str) -> str | None:

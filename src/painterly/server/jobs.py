@@ -58,6 +58,8 @@ class JobRequest:
     preset: str
     init: str
     seed: int
+    #: Each input's name, SHA-256 and example name, as outputs record them (:mod:`painterly.reproduce`).
+    inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict, compare=False)
 
     def settings(self) -> dict[str, Any]:
         """The settings as the status reports them (the method's own ones only)."""
@@ -326,7 +328,8 @@ class JobQueue:
 
     @staticmethod
     def _names(request: JobRequest) -> dict[str, Any]:
-        return {"content": request.content_name, "style": list(request.style_names)}
+        return {"content": request.content_name, "style": list(request.style_names), "inputs": request.inputs,
+                "painterly.source": "studio"}
 
     @staticmethod
     def _check_cancelled(job: Job) -> None:
