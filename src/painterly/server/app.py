@@ -17,6 +17,7 @@ import socket
 import threading
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from PIL import Image
@@ -38,7 +39,7 @@ from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
 from ..reproduce import describe_input
-from ..weights import is_cached
+from ..weights import is_cached, is_registry_name
 from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
@@ -97,16 +98,30 @@ def bundled_examples() -> dict[str, bytes]:
     return {name[: -len(".jpg")]: item.read_bytes() for name, item in files}
 
 
-def methods_available() -> dict[str, dict[str, Any]]:
-    """Each method with whether it can run now, and why not."""
-    adain_ready = is_cached("adain")
+#: The form fields a job may have; anything else is refused (a misspelt setting must not be ignored).
+FORM_FIELDS = ("content", "style", "method", "size", "iterations", "alpha", "preserve_color", "style_weights",
+               "preset", "init", "seed", "tv_weight")
+
+
+def weights_ready(spec: str) -> bool:
+    """A weight file that exists, ``random``, or a registry name whose files are cached."""
+    if is_registry_name(spec):
+        return is_cached(spec)
+    return Path(spec).expanduser().is_file()
+
+
+def methods_available(*, encoder: str = "adain", decoder: str = "adain") -> dict[str, dict[str, Any]]:
+    """Each method with whether it can run now, and why not (AdaIN: ``encoder`` and ``decoder``
+    as ``painterly serve --encoder/--decoder`` name them)."""
+    missing = [spec for spec in dict.fromkeys((encoder, decoder)) if not weights_ready(spec)]
+    reason = None
+    if missing:
+        reason = f"the AdaIN weights {' and '.join(missing)} are not cached or not found: " + (
+            "run painterly stylize once to download them" if set(missing) <= {"adain", "vgg19-normalised"}
+            else "give existing files to painterly serve --encoder/--decoder")
     return {
         "optimize": {"available": True, "label": "Optimisation (Gatys et al.)", "reason": None},
-        "stylize": {
-            "available": adain_ready,
-            "label": "AdaIN (fast)",
-            "reason": None if adain_ready else "the AdaIN weights are not cached: run painterly stylize once to download them",
-        },
+        "stylize": {"available": not missing, "label": "AdaIN (fast)", "reason": reason},
     }
 
 
@@ -123,13 +138,17 @@ def create_app(
     *,
     device: str = "auto",
     weights: str = "auto",
+    encoder: str = "adain",
+    decoder: str = "adain",
     limits: Limits = Limits(),
     allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The studio as an ASGI app; its job queue starts and stops with the app's lifespan.
 
     ``weights`` is what optimisation uses, as ``painterly optimize --weights`` (``auto``: the
-    preset's pretrained weights if cached or downloadable, else seeded random ones).
+    preset's pretrained weights if cached or downloadable, else seeded random ones);
+    ``encoder`` and ``decoder`` are AdaIN's, as ``painterly stylize`` takes them (a trained
+    decoder file with ``random`` or a VGG-19 file works offline).
     ``allowed_hosts`` restricts the Host header (a guard against DNS rebinding when serving
     on loopback); None allows any.
     """
@@ -142,6 +161,8 @@ def create_app(
         app.state.queue = JobQueue(
             device=resolved_device,
             weights=weights,
+            encoder=encoder,
+            decoder=decoder,
             queue_size=limits.queue_size,
             max_jobs=limits.max_jobs,
             job_ttl=limits.job_ttl,
@@ -163,10 +184,12 @@ def create_app(
                 "version": __version__,
                 "device": str(resolved_device),
                 "weights": weights,
-                "methods": methods_available(),
+                "adain_weights": {"encoder": encoder, "decoder": decoder},
+                "methods": methods_available(encoder=encoder, decoder=decoder),
                 "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers},
                 "defaults": limits.defaults(),
                 "presets": list(PRESETS),
+                "preset_tv_weights": {name: preset.tv_weight for name, preset in PRESETS.items()},
                 "examples": [example_entry(name) for name in examples],
             }
         )
@@ -187,7 +210,8 @@ def create_app(
         try:
             form = await read_form(request, limits)
             try:
-                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples))
+                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples,
+                                                             adain=methods_available(encoder=encoder, decoder=decoder)))
             finally:
                 await form.close()
         except RequestTooLarge as problem:
@@ -294,16 +318,22 @@ async def read_form(request: Request, limits: Limits) -> FormData:
     return await Request(request.scope, replay).form(max_files=limits.max_styles + 1, max_fields=32)
 
 
-async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes]) -> JobRequest:
+async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes],
+                    adain: dict[str, dict[str, Any]] | None = None) -> JobRequest:
     """Validate the form (:class:`SettingsError`, :class:`ImageError`) into a job request.
 
-    ``content`` and each ``style`` are an uploaded file or the name of a bundled example.
+    ``content`` and each ``style`` are an uploaded file or the name of a bundled example; a
+    field not in :data:`FORM_FIELDS` is refused. ``adain``: :func:`methods_available`'s answer.
     """
+    unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+    if unknown:
+        raise SettingsError(f"unknown form field {', '.join(repr(name[:40]) for name in unknown[:5])}: "
+                            f"the studio takes {', '.join(FORM_FIELDS)}")
     defaults = limits.defaults()
     method = text_field(form, "method") or defaults["method"]
     if method not in METHODS:
         raise SettingsError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    availability = methods_available()[method]
+    availability = (adain or methods_available())[method]
     if not availability["available"]:
         raise SettingsError(f"method {method!r} is not available: {availability['reason']}")
     size = int_field(form, "size", defaults, low=MIN_SIZE, high=limits.max_size)
@@ -315,6 +345,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         raise SettingsError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}, got {preserve_color[:40]!r}")
     preset = text_field(form, "preset") or defaults["preset"]
     get_preset(preset)
+    tv_weight = None  # the preset's
+    if text_field(form, "tv_weight") is not None:
+        tv_weight = float_field(form, "tv_weight", defaults, low=0.0, high=1e12)
     init = text_field(form, "init") or defaults["init"]
     if init not in ("content", "noise"):
         raise SettingsError(f"unknown init {init!r}: choose content or noise")
@@ -350,6 +383,7 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         preset=preset,
         init=init,
         seed=seed,
+        tv_weight=tv_weight,
     )
 
 
