@@ -195,8 +195,10 @@ def test_tiles_at_the_smallest_overlap_paint_what_one_pass_paints(float32_model)
     tiled = stylize(content, style, style_size=None, model=float32_model, tile=True, tile_size=MIN_TILE_SIZE,
                     tile_overlap=MIN_TILE_OVERLAP, callback=lambda done, total: calls.append((done, total)))
     assert tiled.metadata()["tile"] and calls[-1] == (6 + 4, 6 + 4)  # 2 x 3 statistics tiles, then 2 x 2 tiles
+    # Every weighted pixel is one pass's, so only float rounding differs (measured: 0.009% of
+    # pixels, by 1 level; the old ramp, which kept pixels within the receptive field, 1.4%).
     difference = np.abs(np.asarray(whole.image, dtype=int) - np.asarray(tiled.image, dtype=int))
-    assert difference.max() <= 1, difference.max()
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3, (difference.max(), (difference > 0).mean())
 
 
 def test_an_overlap_below_the_receptive_field_is_refused():

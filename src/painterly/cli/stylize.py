@@ -13,6 +13,8 @@ from ..adain import (
     DEFAULT_STYLE_SIZE,
     DEFAULT_TILE_OVERLAP,
     DEFAULT_TILE_SIZE,
+    MIN_TILE_OVERLAP,
+    RECEPTIVE_FIELD_RADIUS,
     AdaINModel,
     check_settings,
     default_batch_size,
@@ -46,7 +48,7 @@ EXAMPLES = """\
   painterly stylize photo.jpg --style a.jpg b.jpg --mask sky.png ground.png -o regions.png
   painterly stylize photo.jpg --style a.jpg -o out.png --alpha 0.6 --preserve-color --content-size 1024
   painterly stylize photo.jpg --style a.jpg -o out.png --preserve-color luminance
-  painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384
+  painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384 --tile-overlap 136
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4             # needs pip install 'painterly[video]'
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4 --device cuda --batch-size 16 --compile
   painterly stylize photo.jpg --style a.jpg -o out.png --precision float32   # exact float32 arithmetic
@@ -77,9 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
                         help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
     parser.add_argument("--tile-size", type=positive_int, default=DEFAULT_TILE_SIZE, metavar="N",
-                        help=f"tile side in pixels, a multiple of 8 (default: {DEFAULT_TILE_SIZE})")
+                        help=f"tile side in pixels, a multiple of 8 above twice the overlap (default: {DEFAULT_TILE_SIZE})")
     parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="N",
-                        help=f"pixels neighbouring tiles share, a multiple of 8 (default: {DEFAULT_TILE_OVERLAP})")
+                        help=f"pixels neighbouring tiles share, a multiple of 8 of at least {MIN_TILE_OVERLAP}: "
+                        f"twice the network's {RECEPTIVE_FIELD_RADIUS} px receptive field, less would leave seams "
+                        f"(default: {DEFAULT_TILE_OVERLAP})")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
                         help="same-size images or video frames per network pass (default: "
                         + ", ".join(f"{n} on {kind}" for kind, n in DEFAULT_BATCH_SIZES.items())
