@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from painterly.cli import main
 from painterly.images import read_metadata
 
 from conftest import make_scene, make_stripes
 from test_adain import write_decoder
-from test_training import TINY, make_dataset
+from test_training import make_dataset
 
 
 @pytest.fixture
@@ -77,10 +75,9 @@ def test_a_file_named_with_o_is_always_written_a_folder_skips_what_exists_and_sa
             assert read_metadata(target)["seed"] == int(seed)
 
 
-def test_training_starts_with_a_summary_and_logs_lines_without_a_terminal(tmp_path, capsys, monkeypatch):
+def test_training_starts_with_a_summary_and_logs_lines_without_a_terminal(tmp_path, capsys):
     content, style = make_dataset(tmp_path / "data", contents=5, styles=2)
     (content / "README.txt").write_text("photos from the garden")
-    monkeypatch.setattr(torch, "get_num_threads", torch.get_num_threads)
     args = ["train", "--content-dir", str(content), "--style-dir", str(style), "-o", str(tmp_path / "run"),
             "--iterations", "4", "--val-fraction", "0.2", "--print-every", "2", "--tensorboard", "--checkpoint-every", "100",
             "--monitor-every", "100", "--encoder", "random", "--image-size", "40", "--crop-size", "32", "--batch-size", "2",
@@ -92,7 +89,5 @@ def test_training_starts_with_a_summary_and_logs_lines_without_a_terminal(tmp_pa
     assert [line.split("iteration ")[1].split(":")[0] for line in err.splitlines() if "training: iteration" in line] == \
         ["2/4", "4/4"]
     assert "\r" not in err
-    import importlib.util
-
     if importlib.util.find_spec("tensorboard") is None:
         assert "tensorboard is not installed" in err

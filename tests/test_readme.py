@@ -9,7 +9,6 @@ downloads opts out with the comment ``# readme-test: skip`` (and says why on tha
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
-import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
 from painterly.cli import main
-from painterly.images import read_metadata
 from painterly.server import Limits, create_app
 from painterly.server.app import FORM_FIELDS
 
-from conftest import make_scene, make_stripes
 from test_adain import write_decoder
 from test_server import post_job, wait
 

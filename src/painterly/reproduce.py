@@ -90,8 +90,9 @@ def find_input(entry: InputEntry, role: str, *, search: Sequence[Path] = ()) -> 
     if entry.get("path"):
         candidates.append(Path(entry["path"]))
     candidates += [Path(folder) / entry["name"] for folder in search]
-    if entry.get("example"):
-        candidates.append(example_path(entry["example"]))
+    stem = Path(entry["name"]).stem
+    if entry.get("example") or (entry["name"] == f"{stem}.jpg" and stem in example_hashes()):
+        candidates.append(example_path(entry.get("example", stem)))
     by_content = [name for name, digest in example_hashes().items() if digest == entry.get("sha256")]
     candidates += [example_path(name) for name in by_content]
     wrong: list[Path] = []

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..adain import stylize
 from ..gatys import optimize
 from ..images import load_image, save_image
+from ..reproduce import describe_inputs
 from ..weights import choose_weights, is_cached
 from .common import OptimizationProgress, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
 
@@ -17,7 +18,8 @@ EXAMPLES = """\
   painterly demo -o /tmp/demo --size 256 --iterations 200
   PAINTERLY_OFFLINE=1 painterly demo  # never download; seeded random weights
 When the AdaIN weights are cached (after any 'painterly stylize' run with the default weights),
-the demo also writes shipwreck_starry_night_adain.png, made in one pass."""
+the demo also writes shipwreck_starry_night_adain.png, made in one pass. Either can be painted
+again with 'painterly reproduce'."""
 
 CONTENT, STYLE = "shipwreck.jpg", "starry_night.jpg"
 
@@ -54,11 +56,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
-    save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
+    inputs = describe_inputs(content=[example_path(CONTENT)], style=[example_path(STYLE)])
+    save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE, "inputs": inputs})
     info(f"wrote {output}")
     if is_cached("adain"):
         fast = stylize(content, style, content_size=args.size, style_size=args.size, device=args.device, seed=args.seed)
         adain_output = output.with_name(f"{output.stem}_adain.png")
-        save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
+        save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE,
+                                                        "inputs": inputs})
         info(f"wrote {adain_output} (AdaIN, one pass)")
     return 0

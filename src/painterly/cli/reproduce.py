@@ -10,7 +10,6 @@ from ..reproduce import reproduce
 from .common import add_print_every_argument, add_subcommand, info
 from .optimize import ScaleProgress
 from ..device import DEVICE_CHOICES
-from ..errors import SettingsError
 
 EXAMPLES = """\
   painterly reproduce out.png                        # writes out_reproduced.png and compares the pixels
@@ -42,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
     original = Path(args.output)
     new = Path(args.new) if args.new else original.with_name(f"{original.stem}_reproduced.png")
     check_output_path(new, inputs=(original,))
-    if new.exists() and new.resolve() == original.resolve():
-        raise SettingsError(f"{new}: is OUTPUT itself; give -o another file")
     bar = ScaleProgress(quiet=args.quiet, description="reproducing", print_every=args.print_every)
     try:
         result = reproduce(original, search=args.inputs, device=args.device, callback=bar)
