@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
@@ -132,6 +133,20 @@ def _weights_spec(label: str, role: str, found: dict[str, list[Path]]) -> str:
     return label
 
 
+def _adain_specs(metadata: dict[str, Any], found: dict[str, list[Path]]) -> tuple[str, str]:
+    """AdaIN's encoder and decoder to load: the bundled decoder's partner is ``bundled`` (random
+    weights of its own seed, whatever the run's seed was)."""
+    decoder = _weights_spec(metadata.get("decoder", "auto"), "decoder", found)
+    encoder = "bundled" if decoder == "bundled" else _weights_spec(metadata.get("encoder", "auto"), "encoder", found)
+    return encoder, decoder
+
+
+def _label_seed(label: str, default: int) -> int:
+    """N of a ``random(seed=N)`` label (the bundled decoder's encoder has its own), else ``default``."""
+    match = re.fullmatch(r"random\(seed=(-?\d+)\)", label)
+    return int(match.group(1)) if match else default
+
+
 @dataclass
 class Reproduction:
     """What :func:`reproduce` returns: the new image and how it compares with the original."""
@@ -224,7 +239,8 @@ def _optimize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device:
 
 def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: Any, callback: Any) -> Image.Image:
     masks = _images(found, "mask")
-    seed = int(metadata.get("seed", 0))
+    seed = _label_seed(metadata["encoder"], int(metadata.get("seed", 0)))
+    encoder, decoder = _adain_specs(metadata, found)
     result = stylize(
         load_image(found["content"][0]), _images(found, "style"),
         alpha=float(metadata["alpha"]),
@@ -233,8 +249,8 @@ def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: 
         masks=masks,
         content_size=metadata.get("content_size"),
         style_size=metadata.get("style_size", DEFAULT_STYLE_SIZE),
-        encoder=_weights_spec(metadata["encoder"], "encoder", found),
-        decoder=_weights_spec(metadata["decoder"], "decoder", found),
+        encoder=encoder,
+        decoder=decoder,
         seed=seed,
         device=device,
         tile=bool(metadata.get("tile", False)),
@@ -249,6 +265,7 @@ def _sweep(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: An
     init = _images(found, "init")
     rows = metadata.get("rows")
     precision = metadata.get("precision", GATYS_SPEED.precision)
+    encoder, decoder = _adain_specs(metadata, found)
     result = sweep(
         load_image(found["content"][0]), _images(found, "style"),
         param=tuple(metadata["columns"]),
@@ -264,8 +281,8 @@ def _sweep(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: An
         seed=int(metadata["seed"]),
         device=device,
         speed=replace(GATYS_SPEED, precision=precision),
-        encoder=_weights_spec(metadata.get("encoder", "adain"), "encoder", found),
-        decoder=_weights_spec(metadata.get("decoder", "adain"), "decoder", found),
+        encoder=encoder,
+        decoder=decoder,
         callback=None if callback is None else lambda number, label, progress: callback(progress),
     )
     return result.image

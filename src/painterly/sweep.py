@@ -80,8 +80,8 @@ class SweepResult:
     weights: str
     precision: str
     style_weights: list[float] = field(default_factory=list)
-    encoder: str = "adain"
-    decoder: str = "adain"
+    encoder: str = "auto"
+    decoder: str = "auto"
 
     def metadata(self) -> dict[str, Any]:
         """The grid, the base settings, seed and weights, for the PNG's text chunks."""
@@ -124,8 +124,8 @@ def sweep(
     seed: int = 0,
     device: str | torch.device = "auto",
     speed: SpeedSettings = GATYS_SPEED,
-    encoder: str | os.PathLike = "adain",
-    decoder: str | os.PathLike = "adain",
+    encoder: str | os.PathLike = "auto",
+    decoder: str | os.PathLike = "auto",
     callback: CellProgress | None = None,
     download_progress: Callable[[int, int | None], None] | None = None,
     **overrides: Any,
@@ -135,7 +135,8 @@ def sweep(
     The base settings are ``settings`` (or the ``preset``) with ``size``, ``iterations`` and
     ``overrides`` applied, as :func:`painterly.optimize` takes them; each cell changes only its
     swept values. Cells swept in ``alpha`` are AdaIN's (``encoder``, ``decoder``), at the
-    base size for content and style; alpha is swept with nothing else.
+    base size for content and style (``auto``: as for :func:`painterly.stylize`); alpha is
+    swept with nothing else.
     """
     (name, values), (row_name, row_values) = param, param2 if param2 is not None else (None, [None])
     check_parameter(name, values)
@@ -150,12 +151,14 @@ def sweep(
     styles = [style] if isinstance(style, Image.Image) else list(style)
     blend = normalized_weights(style_weights, len(styles))
     label_used, precision = str(weights), resolve_precision(speed.precision, resolve_device(device))
+    encoder_label, decoder_label = str(encoder), str(decoder)
     cells: list[list[Image.Image]] = [[] for _ in row_values]
     for number, (row, value) in enumerate(product(range(len(row_values)), values), start=1):
         varied = {name: value} if row_name is None else {name: value, row_name: row_values[row]}
         label = ", ".join(f"{key}={val:g}" for key, val in varied.items())
         if name == "alpha":
             model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
+            encoder_label, decoder_label, precision = model.encoder_label, model.decoder_label, model.precision
             cells[row].append(stylize(content, styles, alpha=value, style_weights=style_weights,
                                       preserve_color=base.preserve_color, content_size=base.size,
                                       style_size=base.size, model=model).image)
@@ -172,4 +175,4 @@ def sweep(
         None if row_name is None else [f"{row_name}=\n{value:g}" for value in row_values],
     )
     return SweepResult(sheet, base, (name, list(values)), None if param2 is None else (row_name, list(row_values)),
-                       preset, seed, label_used, precision, blend, str(encoder), str(decoder))
+                       preset, seed, label_used, precision, blend, encoder_label, decoder_label)

@@ -34,10 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weights", default="auto",
         help="optimisation's encoder weights, as for 'painterly optimize' (default: auto)",
     )
-    parser.add_argument("--encoder", default="adain",
-                        help="AdaIN's encoder, as for 'painterly stylize': adain, vgg19-normalised, random or a VGG-19 file")
-    parser.add_argument("--decoder", default="adain",
-                        help="AdaIN's decoder: adain (the released one) or a decoder file, e.g. one painterly train wrote")
+    parser.add_argument("--encoder", default="auto",
+                        help="AdaIN's encoder, as for 'painterly stylize': adain, vgg19-normalised, random, bundled or a "
+                        "VGG-19 file (default: auto, the decoder's partner)")
+    parser.add_argument("--decoder", default="auto",
+                        help="AdaIN's decoder: adain (the released one), bundled, or a decoder file, e.g. one painterly "
+                        "train wrote (default: auto, adain when cached or downloadable, else bundled)")
     parser.add_argument("--max-size", type=positive_int, default=1024, help="largest output side in pixels (default: 1024)")
     parser.add_argument("--max-iterations", type=positive_int, default=1000, help="most optimisation iterations (default: 1000)")
     parser.add_argument("--max-upload-mb", type=positive_int, default=25, help="largest upload per job in MB (default: 25)")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # through a DNS name rebound to 127.0.0.1.
     allowed_hosts = [*LOOPBACK_NAMES, args.host] if loopback else None
     for role, spec in (("encoder", args.encoder), ("decoder", args.decoder)):
-        if not is_registry_name(spec) and not Path(spec).expanduser().is_file():
+        if spec != "auto" and not is_registry_name(spec) and not Path(spec).expanduser().is_file():
             raise PainterlyError(f"--{role} {spec}: no such file, and not one of {', '.join(REGISTRY)}")
     app = create_app(device=args.device, weights=args.weights, encoder=args.encoder, decoder=args.decoder,
                      limits=limits, allowed_hosts=allowed_hosts)

@@ -39,7 +39,7 @@ from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
 from ..reproduce import describe_input
-from ..weights import is_cached, is_registry_name
+from ..weights import BUNDLED_DECODER_PATH, is_cached, is_registry_name
 from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
@@ -104,24 +104,38 @@ FORM_FIELDS = ("content", "style", "method", "size", "iterations", "alpha", "pre
 
 
 def weights_ready(spec: str) -> bool:
-    """A weight file that exists, ``random``, or a registry name whose files are cached."""
+    """A weight file that exists, ``random``, ``bundled`` when shipped, or a registry name whose
+    files are cached."""
+    if spec == "bundled":
+        return BUNDLED_DECODER_PATH.is_file()
     if is_registry_name(spec):
         return is_cached(spec)
     return Path(spec).expanduser().is_file()
 
 
-def methods_available(*, encoder: str = "adain", decoder: str = "adain") -> dict[str, dict[str, Any]]:
+def methods_available(*, encoder: str = "auto", decoder: str = "auto") -> dict[str, dict[str, Any]]:
     """Each method with whether it can run now, and why not (AdaIN: ``encoder`` and ``decoder``
-    as ``painterly serve --encoder/--decoder`` name them)."""
-    missing = [spec for spec in dict.fromkeys((encoder, decoder)) if not weights_ready(spec)]
-    reason = None
-    if missing:
-        reason = f"the AdaIN weights {' and '.join(missing)} are not cached or not found: " + (
-            "run painterly stylize once to download them" if set(missing) <= {"adain", "vgg19-normalised"}
-            else "give existing files to painterly serve --encoder/--decoder")
+    as ``painterly serve --encoder/--decoder`` name them; ``auto`` as for painterly stylize)."""
+    if encoder == decoder == "auto":
+        released, bundled = is_cached("adain"), BUNDLED_DECODER_PATH.is_file()
+        available, weights = released or bundled, "adain" if released else "bundled" if bundled else None
+        if released:
+            reason = None
+        elif bundled:
+            reason = "the released AdaIN weights are not cached: painterly's bundled decoder for random weights paints instead"
+        else:
+            reason = "neither the released AdaIN weights nor the bundled decoder are installed: run painterly stylize once"
+    else:
+        missing = [spec for spec in dict.fromkeys((encoder, decoder)) if spec != "auto" and not weights_ready(spec)]
+        available, weights = not missing, f"{encoder} + {decoder}"
+        reason = None
+        if missing:
+            reason = f"the AdaIN weights {' and '.join(missing)} are not cached or not found: " + (
+                "run painterly stylize once to download them" if set(missing) <= {"adain", "vgg19-normalised"}
+                else "give existing files to painterly serve --encoder/--decoder")
     return {
         "optimize": {"available": True, "label": "Optimisation (Gatys et al.)", "reason": None},
-        "stylize": {"available": not missing, "label": "AdaIN (fast)", "reason": reason},
+        "stylize": {"available": available, "label": "AdaIN (fast)", "weights": weights, "reason": reason},
     }
 
 
@@ -138,8 +152,8 @@ def create_app(
     *,
     device: str = "auto",
     weights: str = "auto",
-    encoder: str = "adain",
-    decoder: str = "adain",
+    encoder: str = "auto",
+    decoder: str = "auto",
     limits: Limits = Limits(),
     allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:

@@ -130,8 +130,8 @@ class JobQueue:
         *,
         device: str | torch.device = "cpu",
         weights: str = "auto",
-        encoder: str = "adain",
-        decoder: str = "adain",
+        encoder: str = "auto",
+        decoder: str = "auto",
         workers: int = 1,
         queue_size: int = 4,
         max_jobs: int = 50,
@@ -339,7 +339,7 @@ class JobQueue:
             callback=on_tile,
         )
         with self._lock:
-            job.note = None
+            job.note = model.weights_note
         return result.image, {**result.metadata(), **self._names(request)}
 
     @staticmethod
