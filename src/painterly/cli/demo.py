@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..adain import load_model, stylize
+from ..files import check_writes
 from ..gatys import optimize
 from ..images import load_image, resize_longer_side, save_image
 from ..reproduce import describe_inputs
@@ -53,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.gallery:
         return gallery(args)
+    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
+    adain_output = output.with_name(f"{output.stem}_adain.png")
+    check_writes([output, adain_output], [example_path(CONTENT), example_path(STYLE)])
     content, style = load_image(example_path(CONTENT)), load_image(example_path(STYLE))
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:

@@ -22,6 +22,7 @@ from ..adain import (
 )
 from ..device import resolve_device
 from ..errors import ImageError, SettingsError
+from ..files import check_writes
 from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, load_image, save_image
 from .common import (
     add_preserve_color_argument,
@@ -34,6 +35,7 @@ from .common import (
     info,
     line_interval,
     positive_int,
+    seed,
     speed_settings,
 )
 from ..reproduce import describe_inputs, weight_file_inputs
@@ -97,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_speed_arguments(parser, default_precision="auto", why="bfloat16 output measured over 46 dB PSNR against float32's")
     add_runtime_arguments(parser)
     add_print_every_argument(parser)
-    parser.add_argument("--encoder-seed", type=int, dest="seed", metavar="SEED",
+    parser.add_argument("--encoder-seed", type=seed, dest="seed", metavar="SEED",
                         help="seed of --encoder random weights: train's flag of that name (here the same as --seed)")
     parser.set_defaults(run=run)
 
@@ -106,6 +108,9 @@ def plan(contents: list[Path], style_groups: list[list[Path]], output: Path) -> 
     """(content, styles, output path) for every job: a file when there is one, else a folder's
     ``{content}_{style}.png`` (``.mp4`` for videos; styles blended are joined with ``+``)."""
     single = len(contents) * len(style_groups) == 1
+    if output.suffix.lower() in IMAGE_SUFFIXES and output.suffix.lower() not in OUTPUT_SUFFIXES and not output.is_dir():
+        raise SettingsError(f"-o {output}: painterly writes {', '.join(OUTPUT_SUFFIXES)} images (or videos): "
+                            "choose one of those endings, or a folder")
     if single and output.suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES:
         return [(contents[0], style_groups[0], output)]
     if output.suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES:
@@ -175,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(contents, [styles] if blend else [[s] for s in styles], Path(args.output))
     for content, job_styles, output in jobs:
         if not is_video(output) and not is_video(content):
-            check_output_path(output, inputs=(content, *job_styles))
+            check_output_path(output)
         elif is_video(output) != is_video(content):
             raise SettingsError(f"{content} -> {output}: a video becomes a video (.mp4), an image an image")
     # The overwrite rule (README, "Outputs"): a file named with -o is always written; in a
@@ -183,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     named_file = Path(args.output).suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES
     todo = [job for job in jobs if args.overwrite or named_file or not job[2].exists()]
     skipped = len(jobs) - len(todo)
+    # Every output written against every input of the whole batch (x.png's result must not
+    # land on x_style.png, another job's content), masks and weight files included.
+    weight_files = [path for path in (args.encoder, args.decoder) if Path(path).is_file()]
+    check_writes([job[2] for job in todo], [*contents, *styles, *(args.mask or []), *weight_files])
     if not todo:
         info(f"skipped all {len(jobs)} output(s): they exist already in {args.output} (--overwrite redoes them)")
         return 0
@@ -197,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
         content_size=args.content_size, style_size=args.style_size, tile=tile, tile_size=args.tile_size,
         tile_overlap=args.tile_overlap, seed=args.seed, model=model, batch_size=batch_size,
     )
-    weight_files = weight_file_inputs(encoder=args.encoder, decoder=args.decoder)
+    weight_records = weight_file_inputs(encoder=args.encoder, decoder=args.decoder)
     failed: list[str] = []  # why each unreadable content was skipped
     written = 0
     loaded_paths: list[Path] = []
@@ -207,17 +216,18 @@ def run(args: argparse.Namespace) -> int:
         for group in batches(todo, batch_size):
             content, job_styles, output = group[0]
             if job_styles != loaded_paths:  # jobs come style by style: each style is read once
-                loaded_paths, job_images = job_styles, [load_image(p) for p in job_styles]
+                loaded_paths, job_images = job_styles, [load_image(p, reduce_to=args.style_size) for p in job_styles]
             if is_video(content):
                 written += _stylize_video(content, output, job_images, settings, args, failed)
             else:
-                readable, images = _load_contents(group, failed)
+                # Huge JPEGs are read reduced towards the output size; masks need the content's own size.
+                readable, images = _load_contents(group, failed, reduce_to=None if args.mask else args.content_size)
                 with TileBar(quiet=args.quiet) as tiles:
                     results = stylize_batch(images, job_images, callback=tiles, **settings) if images else []
                 names = [p.name for p in job_styles]
                 for (content, _, output), result in zip(readable, results):
                     metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names,
-                                "inputs": describe_inputs(content=[content], style=job_styles, mask=args.mask) | weight_files}
+                                "inputs": describe_inputs(content=[content], style=job_styles, mask=args.mask) | weight_records}
                     if args.mask:
                         metadata["mask"] = [Path(m).name for m in args.mask]
                     save_image(result.image, output, metadata=metadata)
@@ -248,12 +258,12 @@ class ImageProgress:
         self.bar.close()
 
 
-def _load_contents(group: list[Job], failed: list[str]) -> tuple[list[Job], list]:
+def _load_contents(group: list[Job], failed: list[str], *, reduce_to: int | None) -> tuple[list[Job], list]:
     """The group's jobs whose content could be read, and their images; the others' reasons go to ``failed``."""
     readable, images = [], []
     for job in group:
         try:
-            images.append(load_image(job[0]))
+            images.append(load_image(job[0], reduce_to=reduce_to))
         except ImageError as error:
             failed.append(str(error))
             continue

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..files import check_writes
 from ..gatys import Progress
 from ..images import check_output_path, load_image, save_image
 from ..sweep import GAP, LABEL_HEIGHT, ROW_LABEL_WIDTH, SWEEP_PARAMETERS, contact_sheet, sweep
 from .common import add_subcommand, expand_inputs, info
-from .optimize import ScaleProgress, add_transfer_arguments, transfer_inputs, transfer_keywords
+from .optimize import (ScaleProgress, add_transfer_arguments, recorded_inputs, transfer_inputs, transfer_keywords,
+                       working_settings)
 
 __all__ = ["GAP", "LABEL_HEIGHT", "ROW_LABEL_WIDTH", "SWEEP_PARAMETERS", "contact_sheet", "register"]
 
@@ -59,10 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = check_output_path(args.output, inputs=(args.content, *args.styles))
-    content = load_image(args.content)
+    output = check_output_path(args.output)
     style_paths = expand_inputs(args.styles, what="style")
-    keywords = transfer_keywords(args, style_paths)
+    adain_files = [path for path in (args.encoder, args.decoder) if Path(path).is_file()]
+    check_writes([output], [*transfer_inputs(args, style_paths), *adain_files])
+    # Cells vary the size only through style_scale: read huge JPEGs reduced towards the largest.
+    working = working_settings(args)
+    scales = [value for key, swept in (args.param, args.param2 or ("", [])) if key == "style_scale" for value in swept]
+    content = load_image(args.content, reduce_to=None if args.masks else working.size)
+    keywords = transfer_keywords(args, style_paths,
+                                 style_size=round(working.size * max([working.style_scale, *scales])))
     total = len(args.param[1]) * (len(args.param2[1]) if args.param2 else 1)
     bars: dict[int, ScaleProgress] = {}
 
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         for bar in bars.values():
             bar.close()
     metadata = {**result.metadata(), "content": Path(args.content).name, "style": [p.name for p in style_paths],
-                "inputs": transfer_inputs(args, style_paths)}
+                "inputs": recorded_inputs(args, style_paths)}
     save_image(result.image, output, metadata=metadata)
     rows = len(args.param2[1]) if args.param2 else 1
     info(f"wrote {output} ({rows} rows x {len(args.param[1])} columns)")
