@@ -213,17 +213,26 @@ def reproduce(
     return Reproduction(image, metadata, original_image, found, unchecked)
 
 
-def _images(found: dict[str, list[Path]], role: str) -> list[Image.Image] | None:
-    return [load_image(p) for p in found[role]] if found.get(role) else None
+def _images(found: dict[str, list[Path]], role: str, reduce_to: int | None = None) -> list[Image.Image] | None:
+    return [load_image(p, reduce_to=reduce_to) for p in found[role]] if found.get(role) else None
+
+
+def _reduce_to(metadata: dict[str, Any], found: dict[str, list[Path]], size: int | None) -> int | None:
+    """The ``reduce_to`` the command read huge JPEGs with (the studio reads them whole; masks
+    need the content's own size), so that they decode the same way again."""
+    return None if metadata.get("painterly.source") == "studio" or found.get("mask") else size
 
 
 def _optimize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: Any, callback: Any) -> Image.Image:
     keep_alpha = bool(metadata.get("keep_alpha"))
-    content, alpha = split_alpha(load_image(found["content"][0], keep_alpha=keep_alpha))
+    settings = GatysSettings.from_dict(metadata)
+    content, alpha = split_alpha(load_image(found["content"][0], keep_alpha=keep_alpha,
+                                            reduce_to=_reduce_to(metadata, found, settings.size)))
     init = _images(found, "init")
+    studio = metadata.get("painterly.source") == "studio"
     result = optimize(
-        content, _images(found, "style"),
-        settings=GatysSettings.from_dict(metadata),
+        content, _images(found, "style", None if studio else round(settings.size * settings.style_scale)),
+        settings=settings,
         preset=metadata.get("preset") or "gatys2016",
         weights=_weights_spec(metadata["weights"], "weights", found),
         style_weights=metadata.get("style_weights") or None,
@@ -241,14 +250,17 @@ def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: 
     masks = _images(found, "mask")
     seed = _label_seed(metadata["encoder"], int(metadata.get("seed", 0)))
     encoder, decoder = _adain_specs(metadata, found)
+    studio = metadata.get("painterly.source") == "studio"
+    style_size = metadata.get("style_size", DEFAULT_STYLE_SIZE)
     result = stylize(
-        load_image(found["content"][0]), _images(found, "style"),
+        load_image(found["content"][0], reduce_to=_reduce_to(metadata, found, metadata.get("content_size"))),
+        _images(found, "style", None if studio else style_size),
         alpha=float(metadata["alpha"]),
         style_weights=None if masks else metadata.get("style_weights"),
         preserve_color=metadata.get("preserve_color", "none"),
         masks=masks,
         content_size=metadata.get("content_size"),
-        style_size=metadata.get("style_size", DEFAULT_STYLE_SIZE),
+        style_size=style_size,
         encoder=encoder,
         decoder=decoder,
         seed=seed,
@@ -266,11 +278,14 @@ def _sweep(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: An
     rows = metadata.get("rows")
     precision = metadata.get("precision", GATYS_SPEED.precision)
     encoder, decoder = _adain_specs(metadata, found)
+    settings = GatysSettings.from_dict(metadata)
+    scales = [value for key, values in (metadata["columns"], rows or ("", [])) if key == "style_scale" for value in values]
     result = sweep(
-        load_image(found["content"][0]), _images(found, "style"),
+        load_image(found["content"][0], reduce_to=_reduce_to(metadata, found, settings.size)),
+        _images(found, "style", round(settings.size * max([settings.style_scale, *scales]))),
         param=tuple(metadata["columns"]),
         param2=tuple(rows) if rows else None,
-        settings=GatysSettings.from_dict(metadata),
+        settings=settings,
         preset=metadata.get("preset") or "gatys2016",
         size=None,
         iterations=None,
