@@ -34,7 +34,7 @@ from torch import nn
 
 from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
 from .device import resolve_device
-from .encoder import ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
+from .encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
@@ -62,7 +62,8 @@ COLOUR_REFERENCE_PIXELS = 1024 * 1024
 #: field radius of relu4_1 (about 30 px), so a tile core's features equal the whole image's.
 STATISTICS_MARGIN = 48
 DEFAULT_TILE_SIZE = 512
-DEFAULT_TILE_OVERLAP = 128
+
+
 DEFAULT_STYLE_SIZE = 512
 #: Images per network pass by device type. On this project's 2-core CPU, batches of 4 and 8 ran
 #: at 0.76-0.94x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
@@ -157,6 +158,47 @@ def build_decoder() -> nn.Sequential:
         *conv(128, 128), *conv(128, 64), *up(),
         *conv(64, 64), *conv(64, 3, relu=False),
     )  # fmt: skip
+
+
+def receptive_field_radius() -> int:
+    """How far, in pixels, an output pixel of the whole network (encoder to relu4_1, then the
+    decoder) looks into the input on either side; the worst of the 8 phases of the 8-pixel grid.
+
+    Walking back from an output pixel's interval [lo, hi]: a k x k convolution widens it by
+    (k - 1) / 2 on each side, x2 nearest upsampling maps it to [lo // 2, hi // 2], a 2 x 2 pool
+    of stride 2 to [2 lo, 2 hi + 1]. For VGG-19 to relu4_1 and its mirrored decoder: 67 (the
+    test checks it against the reach of a changed pixel in float64).
+    """
+    steps: list[tuple[str, int]] = []
+    for name in LAYER_NAMES[: LAYER_NAMES.index(ADAIN_LAYER) + 1]:
+        if name.startswith(("conv", "pool")):
+            steps.append(("conv", 1) if name.startswith("conv") else ("pool", 2))
+    for module in build_decoder():
+        if isinstance(module, nn.Conv2d):
+            steps.append(("conv", (module.kernel_size[0] - 1) // 2))
+        elif isinstance(module, nn.Upsample):
+            steps.append(("upsample", int(module.scale_factor)))
+    worst = 0
+    for pixel in range(1000, 1000 + DOWNSAMPLING):
+        low = high = pixel
+        for kind, size in reversed(steps):
+            if kind == "conv":
+                low, high = low - size, high + size
+            elif kind == "upsample":
+                low, high = low // size, high // size
+            else:
+                low, high = low * size, high * size + size - 1
+        worst = max(worst, pixel - low, high - pixel)
+    return worst
+
+
+#: Tiles are exact where no weight falls within this many pixels of a border shared with a
+#: neighbour (see :func:`_ramp`): so neighbours must share at least twice it, on the 8-pixel grid.
+RECEPTIVE_FIELD_RADIUS = receptive_field_radius()
+MIN_TILE_OVERLAP = math.ceil(2 * RECEPTIVE_FIELD_RADIUS / DOWNSAMPLING) * DOWNSAMPLING
+#: Overlap must stay below half the tile: the smallest tile is one grid step above twice it.
+MIN_TILE_SIZE = 2 * MIN_TILE_OVERLAP + DOWNSAMPLING
+DEFAULT_TILE_OVERLAP = MIN_TILE_OVERLAP
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int = DOWNSAMPLING) -> torch.Tensor:
@@ -348,10 +390,14 @@ def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Seque
         raise SettingsError(f"{len(masks)} mask(s) given for {style_count} style image(s): give one mask per style")
     if tile not in (True, False, "auto"):
         raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
-    if tile_size < 64 or tile_size % DOWNSAMPLING:
-        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} of at least 64, got {tile_size}")
-    if not (0 <= tile_overlap < tile_size // 2 and tile_overlap % DOWNSAMPLING == 0):
-        raise SettingsError(f"tile overlap must be a multiple of {DOWNSAMPLING} below half the tile size, got {tile_overlap}")
+    if tile_overlap < MIN_TILE_OVERLAP or tile_overlap % DOWNSAMPLING:
+        raise SettingsError(
+            f"tile overlap must be a multiple of {DOWNSAMPLING} of at least {MIN_TILE_OVERLAP}, got {tile_overlap}: "
+            f"each output pixel sees {RECEPTIVE_FIELD_RADIUS} px around it, so less would leave seams along the tiles"
+        )
+    if tile_size % DOWNSAMPLING or tile_size <= 2 * tile_overlap:
+        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} above twice the overlap "
+                            f"({2 * tile_overlap}; at least {MIN_TILE_SIZE} with the smallest overlap), got {tile_size}")
     return normalized_weights(style_weights, style_count)
 
 
@@ -451,12 +497,12 @@ def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 def _ramp(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
     """Blend weights along one axis of a tile. On each side that has a neighbour, the outer
-    quarter of the overlap gets weight 0 (those pixels saw the tile's border within their
-    receptive field), the middle half a cosine rise, the rest 1; neighbours' weights sum to 1."""
+    :data:`RECEPTIVE_FIELD_RADIUS` pixels get weight 0 (they saw the tile's border, so they
+    differ from one pass), the rest of the overlap a cosine rise, the rest 1. Every pixel with
+    a weight is then exactly what one pass paints; the rise only hides rounding."""
     weights = torch.ones(size)
-    if overlap == 0:
-        return weights
-    skip, blend = overlap // 4, overlap // 2
+    skip = RECEPTIVE_FIELD_RADIUS
+    blend = overlap - 2 * skip
     rise = torch.zeros(overlap)
     rise[skip : skip + blend] = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(blend) + 0.5) / blend)
     rise[skip + blend :] = 1.0
@@ -648,7 +694,8 @@ def stylize_batch(
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
     if batch_size is None:
         batch_size = default_batch_size(model.device)
-    tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, batch_size=batch_size)
+    tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap,
+                                  batch_size=batch_size)
 
     done, total = 0, len(batches) + sum(_tile_count(contents[i].size, t, tile_overlap) for i, t in tiles.items())
 
@@ -729,7 +776,7 @@ def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, co
 
 
 def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Image.Image], *, tile: bool | str,
-                 tile_size: int, batch_size: int) -> tuple[dict[int, int], list[list[int]]]:
+                 tile_size: int, tile_overlap: int, batch_size: int) -> tuple[dict[int, int], list[list[int]]]:
     """How to run each content: ``tiles`` maps a content's index to its tile size; the others
     are grouped by size into ``batches`` of indices, as large as ``batch_size`` and memory allow.
     Where one pass would not fit, tiles (or, with ``tile`` False, a :class:`SettingsError`)."""
@@ -752,7 +799,8 @@ def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Im
             raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
                                 f"{fits.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
         else:
-            tiles[index] = min(tile_size, fits.tile)
+            # Never below what the overlap allows (seams): a little over the plan's budget instead.
+            tiles[index] = max(min(tile_size, fits.tile), 2 * tile_overlap + DOWNSAMPLING)
     batches = []
     for size, indices in groups.items():
         batch = batch_size

@@ -367,8 +367,9 @@ def _gib(count: int) -> str:
     return f"{count / 2**30:.1f} GiB"
 
 
-#: AdaIN tiles are multiples of this (the encoder pools three times) and at least ``MIN_TILE``.
-TILE_STEP, MIN_TILE = 64, 128
+#: AdaIN tiles are multiples of this (the encoder pools three times) and at least ``MIN_TILE``:
+#: above :data:`painterly.adain.MIN_TILE_SIZE`, twice the smallest seam-free overlap.
+TILE_STEP, MIN_TILE = 64, 320
 
 
 def plan_memory(

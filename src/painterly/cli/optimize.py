@@ -32,11 +32,13 @@ from ..images import (
 from ..errors import SettingsError
 from ..performance import GATYS_SPEED
 from ..plotting import plot_losses
+from ..reproduce import describe_inputs, weight_file_inputs
 from ..temporal import FLOW_PRESETS
 from ..video import DEFAULT_TEMPORAL_WEIGHT, VIDEO_SUFFIXES
 from .common import (
     OptimizationProgress,
     add_preserve_color_argument,
+    add_print_every_argument,
     add_runtime_arguments,
     add_speed_arguments,
     add_subcommand,
@@ -66,6 +68,8 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
   painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --lr-decay none --clamp step
+  painterly optimize photo.jpg starry_night.jpg -o out.png --normalize-gradients --lbfgs-history 50 --print-every 25
+  painterly reproduce out.png -o again.png                         # the same pixels, from out.png's metadata
 presets (each computes what its recipe's code computes as it runs; where the code and its prose
 disagree, the code wins, e.g. d2l's style weight is 1e4, not the 1e3 it writes; docs/presets.md):
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
@@ -154,9 +158,16 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         help="longer side at the first scale (default: SIZE halved per extra scale)")
     parser.add_argument("--iterations-per-scale", type=positive_int, nargs="+", metavar="N",
                         help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
+    parser.add_argument("--normalize-gradients", action="store_true", default=None,
+                        help="neural-style's -normalize_gradients: each content and style term's gradient is "
+                        "divided by its L1 norm before its weight applies")
+    parser.add_argument("--lbfgs-history", type=positive_int, metavar="N",
+                        help="steps of curvature history L-BFGS keeps, two image-sized tensors each "
+                        "(neural-style's -lbfgs_num_correction; default: 100)")
     add_speed_arguments(parser, default_precision=GATYS_SPEED.precision,
                         why="bfloat16 gradients slow L-BFGS's progress per step")
     add_runtime_arguments(parser)
+    add_print_every_argument(parser)
 
 
 def transfer_inputs(args: argparse.Namespace, style_paths: list[Path]) -> list[str | Path]:
@@ -216,15 +227,25 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
         "scales": args.scales,
         "start_size": args.start_size,
         "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
+        "normalize_gradients": args.normalize_gradients,
+        "lbfgs_history": args.lbfgs_history,
     }
+
+
+def recorded_inputs(args: argparse.Namespace, style_paths: list[Path]) -> dict[str, list[dict[str, str]]]:
+    """The files of :func:`add_transfer_arguments` as recorded in an output: path, name, SHA-256."""
+    init = [args.init] if args.init not in (None, "content", "noise") else None
+    return describe_inputs(content=[args.content], style=style_paths, mask=args.masks, init=init) | weight_file_inputs(
+        weights=args.weights)
 
 
 class ScaleProgress:
     """One progress bar per scale (described by ``description``), and ``on_iteration`` after each step."""
 
     def __init__(self, *, quiet: bool, description: str = "optimising",
-                 on_iteration: Callable[[Progress], None] | None = None) -> None:
+                 on_iteration: Callable[[Progress], None] | None = None, print_every: int | None = None) -> None:
         self.quiet, self.description, self.on_iteration = quiet, description, on_iteration
+        self.print_every = print_every
         self.scale = 0
         self.bar: OptimizationProgress | None = None
 
@@ -233,7 +254,8 @@ class ScaleProgress:
             self.close()
             self.scale = progress.scale
             description = self.description + (f", scale {progress.scale}/{progress.scales}" if progress.scales > 1 else "")
-            self.bar = OptimizationProgress(quiet=self.quiet, description=description, on_iteration=self.on_iteration)
+            self.bar = OptimizationProgress(quiet=self.quiet, description=description, on_iteration=self.on_iteration,
+                                            print_every=self.print_every)
         self.bar(progress)
 
     def close(self) -> None:
@@ -323,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal saved_state
         saved_state = True
 
-    bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate)
+    bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate, print_every=args.print_every)
     try:
         result = optimize(content, callback=bar, resume=checkpoint, **keywords)
     finally:
@@ -332,9 +354,12 @@ def run(args: argparse.Namespace) -> int:
         info(result.weights_note)
     image = merge_alpha(result.image, alpha)
     styles = [path.name for path in style_paths]
-    metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles}
+    metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles,
+                "inputs": recorded_inputs(args, style_paths)}
     if args.masks:
         metadata["masks"] = [Path(path).name for path in args.masks]
+    if alpha is not None:
+        metadata["keep_alpha"] = True
     save_image(image, output, metadata=metadata)
     info(f"wrote {output} ({image.width}x{image.height}, weights {result.weights}, seed {result.seed})")
     if saved_state:
