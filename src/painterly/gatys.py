@@ -44,20 +44,32 @@ from .errors import PainterlyError, SettingsError
 from .files import atomic_path
 from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
+    channel_mean_std,
     content_loss,
     gram_matrix,
     gram_style_loss,
+    masked_channel_mean_std,
     masked_gram_matrix,
+    mean_std_distance,
     normalized_weights,
+    quantile_loss,
+    random_projections,
+    sorted_projections,
     total_variation_loss,
 )
 from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
+from .profiles import profile_changes, resolve_profile
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
 #: Brings torchvision-normalised features to the magnitude of Caffe's 0-255 network.
 CAFFE_FEATURE_SCALE = 255.0 * 0.226
 STANDARD_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: What each style layer's statistics are compared by (:mod:`painterly.losses`).
+STYLE_LOSSES = ("gram", "mean-std", "sliced-wasserstein", "histogram")
+#: Style losses whose statistics can be taken inside a mask (guided statistics).
+MASKABLE_STYLE_LOSSES = ("gram", "mean-std")
+POOLINGS = ("max", "avg")
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,17 @@ class GatysSettings:
     scales: int = 1
     start_size: int | None = None
     iterations_per_scale: tuple[int, ...] = ()
+    #: ``gram`` (Gatys et al.), ``mean-std`` (channel means and stds, as AdaIN's loss),
+    #: ``sliced-wasserstein`` (Heitz et al. 2021) or ``histogram`` (Risser et al. 2017).
+    style_loss: str = "gram"
+    #: One weight per style layer, multiplying that layer's style term (empty: 1 for every layer).
+    style_layer_weights: tuple[float, ...] = ()
+    #: Calibrate every layer on the content image (once per scale; deterministic): features are
+    #: divided by their root mean square there, and each style layer's term by the content
+    #: image's own style loss at that layer, so every layer and every style loss starts at 1.
+    calibrate_layers: bool = False
+    #: The encoder's 2x2 pooling: ``max`` (torchvision's VGG) or ``avg`` (Gatys et al. 2016).
+    pooling: str = "max"
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -132,6 +155,14 @@ class GatysSettings:
             raise SettingsError(f"{len(self.iterations_per_scale)} iterations_per_scale given for {self.scales} scales")
         if any(n < 1 for n in self.iterations_per_scale):
             raise SettingsError(f"iterations_per_scale must all be at least 1, got {list(self.iterations_per_scale)}")
+        if self.style_loss not in STYLE_LOSSES:
+            raise SettingsError(f"unknown style_loss {self.style_loss!r}: choose {', '.join(STYLE_LOSSES)}")
+        if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
+            raise SettingsError(f"{len(self.style_layer_weights)} style_layer_weights given for {len(self.style_layers)} style layers")
+        if any(not (w >= 0 and math.isfinite(w)) for w in self.style_layer_weights):
+            raise SettingsError(f"style_layer_weights must be finite numbers >= 0, got {list(self.style_layer_weights)}")
+        if self.pooling not in POOLINGS:
+            raise SettingsError(f"unknown pooling {self.pooling!r}: choose {', '.join(POOLINGS)}")
 
     def updated(self, **changes: Any) -> "GatysSettings":
         """A copy with ``changes`` applied (None values ignored, so CLI defaults pass through)."""
@@ -264,11 +295,15 @@ class GatysResult:
 class GatysObjective:
     """The loss of one run: targets computed once from the content and style images.
 
-    Without masks the style target of each layer is the blend sum_k w_k G_k of the styles'
-    Gram matrices. With ``masks`` (one (1, 1, H, W) soft mask per style, the content's size)
-    each style has its own term, weighted by w_k: the output's guided Gram matrix inside the
-    style's region (:func:`painterly.losses.masked_gram_matrix`, the mask shrunk to each layer
-    by area averaging) against the Gram matrix of the whole style image (Gatys et al. 2017).
+    Each style layer compares a statistic of the output's features with a target, by
+    ``settings.style_loss``: the Gram matrix, the channel means and stds, or the sorted 1-D
+    projections (sliced Wasserstein: seeded random directions; histogram: the channels). Without
+    masks the target is the blend sum_k w_k T_k of the styles' statistics (for the sorted
+    projections, quantile functions resampled to the output's positions: a blend of quantile
+    functions is the 1-D Wasserstein barycentre). With ``masks`` (one (1, 1, H, W) soft mask per
+    style, the content's size; Gram and mean-std only) each style has its own term, weighted by
+    w_k: the output's statistics inside the style's region (the mask shrunk to each layer by
+    area averaging) against those of the whole style image (Gatys et al. 2017).
     """
 
     def __init__(
@@ -280,39 +315,84 @@ class GatysObjective:
         *,
         style_weights: Sequence[float] | None = None,
         masks: Sequence[torch.Tensor] | None = None,
+        seed: int = 0,
     ) -> None:
         self.encoder = encoder
         self.settings = settings
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.style_layers = tuple(dict.fromkeys(settings.style_layers))
+        weights = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
+        self.layer_weights = dict(zip(settings.style_layers, weights))
         blend = normalized_weights(style_weights, len(styles))
         if masks is not None and len(masks) != len(styles):
             raise SettingsError(f"{len(masks)} masks given for {len(styles)} style images")
+        if masks is not None and settings.style_loss not in MASKABLE_STYLE_LOSSES:
+            raise SettingsError(f"masks work with the {' and '.join(MASKABLE_STYLE_LOSSES)} style losses, "
+                                f"not {settings.style_loss}: its statistics are not taken inside a region")
         for mask in masks or ():
             if mask.dim() != 4 or mask.shape[:2] != (1, 1) or mask.shape[-2:] != content.shape[-2:]:
                 raise SettingsError(f"mask shape {tuple(mask.shape)} does not match the content's {tuple(content.shape[-2:])}")
-        #: One entry per style term: (weight, {layer: target Gram}, {layer: mask} or None).
+        self.calibration: dict[str, float] = {}
+        #: One entry per style term: (weight, {layer: target statistics}, {layer: mask} or None).
         self.style_terms: list[tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]] = []
         with torch.no_grad():
+            if settings.calibrate_layers:
+                # Per-layer scale from the content image: deterministic, and every layer's
+                # features then have a root mean square of 1 on it.
+                raw = self.encoder(content, self.layers)
+                self.calibration = {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
             features = self._features(content)
+            self.positions = {layer: features[layer].shape[-2] * features[layer].shape[-1] for layer in self.style_layers}
+            self.projections = {}
+            if settings.style_loss == "sliced-wasserstein":
+                self.projections = {
+                    layer: random_projections(features[layer].shape[1], features[layer].shape[1], seed=seed + index,
+                                              dtype=features[layer].dtype).to(content.device)
+                    for index, layer in enumerate(self.style_layers)
+                }
             self.content_targets = {layer: features[layer] for layer in settings.content_layers}
-            grams = [self._grams(style) for style in styles]
+            targets = [self._targets(self._features(style)) for style in styles]
             if masks is None:
-                blended = {layer: sum(w * g[layer] for w, g in zip(blend, grams)) for layer in self.style_layers}
+                blended = {layer: sum(w * t[layer] for w, t in zip(blend, targets)) for layer in self.style_layers}
                 self.style_terms.append((1.0, blended, None))
             else:
-                for weight, gram, mask in zip(blend, grams, masks):
+                for weight, target, mask in zip(blend, targets, masks):
                     shrunk = {layer: F.adaptive_avg_pool2d(mask, features[layer].shape[-2:]) for layer in self.style_layers}
-                    self.style_terms.append((weight, gram, shrunk))
+                    self.style_terms.append((weight, target, shrunk))
+            #: Each style layer's term is divided by this (1 unless calibrated).
+            self.style_norms = {layer: 1.0 for layer in self.style_layers}
+            if settings.calibrate_layers:
+                # The content image's own style loss at each layer: every layer then starts at 1
+                # whatever its size, depth or loss, so style_weight means the same for all losses.
+                self.style_norms = {layer: max(float(self._layer_style_loss(features, layer, content * settings.pixel_scale)), 1e-12)
+                                    for layer in self.style_layers}
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
         scale = self.settings.feature_scale
+        if self.calibration:
+            return {name: value / self.calibration[name] for name, value in features.items()}
         return {name: value * scale for name, value in features.items()} if scale != 1 else features
 
-    def _grams(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self._features(style)
-        return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
+    def _statistics(self, features: torch.Tensor, layer: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The statistics ``style_loss`` compares at ``layer`` (inside ``mask`` when given)."""
+        s = self.settings
+        if s.style_loss == "gram":
+            if mask is None:
+                return gram_matrix(features, normalization=s.gram_normalization)
+            return masked_gram_matrix(features, mask, normalization=s.gram_normalization)
+        if s.style_loss == "mean-std":
+            return torch.stack(channel_mean_std(features) if mask is None else masked_channel_mean_std(features, mask))
+        return sorted_projections(features, self.projections.get(layer))
+
+    def _targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        targets = {layer: self._statistics(features[layer], layer) for layer in self.style_layers}
+        if self.settings.style_loss in ("sliced-wasserstein", "histogram"):
+            # Quantile functions resampled to the output's positions once, so they blend and
+            # each step compares sorted values directly.
+            targets = {layer: F.interpolate(t, size=self.positions[layer], mode="linear", align_corners=True)
+                       for layer, t in targets.items()}
+        return targets
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses of the image ``pixels`` (in the recipe's pixel space)."""
@@ -323,8 +403,7 @@ class GatysObjective:
             for layer, target in self.content_targets.items()
         )
         style = sum(
-            weight * self._style_term(features[layer], targets[layer], None if masks is None else masks[layer], pixels)
-            for weight, targets, masks in self.style_terms
+            self.layer_weights[layer] / self.style_norms[layer] * self._layer_style_loss(features, layer, pixels)
             for layer in self.style_layers
         )
         content_w = s.content_weight / (len(self.content_targets) if s.average_layers else 1)
@@ -334,19 +413,26 @@ class GatysObjective:
         losses["total"] = losses["content"] + losses["style"] + losses["tv"]
         return losses
 
+    def _layer_style_loss(self, features: dict[str, torch.Tensor], layer: str, pixels: torch.Tensor) -> torch.Tensor:
+        """sum_k w_k L_style(features at ``layer``, style k's target), over the style terms."""
+        return sum(
+            weight * self._style_term(features[layer], layer, targets[layer], None if masks is None else masks[layer], pixels)
+            for weight, targets, masks in self.style_terms
+        )
+
     def _style_term(
-        self, features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, pixels: torch.Tensor
+        self, features: torch.Tensor, layer: str, target: torch.Tensor, mask: torch.Tensor | None, pixels: torch.Tensor
     ) -> torch.Tensor:
         s = self.settings
-        if mask is None:
-            gram = gram_matrix(features, normalization=s.gram_normalization)
-        else:
-            gram = masked_gram_matrix(features, mask, normalization=s.gram_normalization)
+        statistics = self._statistics(features, layer, mask)
+        if s.style_loss == "mean-std":
+            return mean_std_distance((statistics[0], statistics[1]), (target[0], target[1]))
+        if s.style_loss != "gram":
+            return quantile_loss(statistics, target)
         if s.style_reduction == "keras":
             pixel_count = pixels.shape[-1] * pixels.shape[-2]
-            return gram_style_loss(gram, target, reduction="paper", channels=3, positions=pixel_count)
-        positions = features.shape[-1] * features.shape[-2]
-        return gram_style_loss(gram, target, reduction=s.style_reduction, positions=positions)
+            return gram_style_loss(statistics, target, reduction="paper", channels=3, positions=pixel_count)
+        return gram_style_loss(statistics, target, reduction=s.style_reduction, positions=self.positions[layer])
 
 
 def make_optimizer(pixels: torch.Tensor, settings: GatysSettings) -> torch.optim.Optimizer:
@@ -407,7 +493,7 @@ def optimize_image(
         raise SettingsError(f"init image shape {tuple(init_image.shape)} differs from the content's {tuple(content.shape)}")
     torch.manual_seed(seed)
     with speed.running(content.device, grad=True):
-        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks)
+        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks, seed=seed)
     if resume is not None:
         start, done = resume["pixels"].to(content), int(resume["iteration"])
         if start.shape != content.shape:
@@ -530,9 +616,11 @@ class OptimizationResult:
     weights_note: str | None = None
     style_weights: list[float] = field(default_factory=list)
     precision: str = "float32"
+    #: The settings profile applied (:mod:`painterly.profiles`), None for the preset's own values.
+    profile: str | None = None
 
     def metadata(self) -> dict[str, Any]:
-        """Settings, seed and weights, for the PNG's text chunks."""
+        """Settings, seed, weights and profile, for the PNG's text chunks."""
         return {
             "painterly.method": "optimize",
             **self.settings.to_dict(),
@@ -540,6 +628,7 @@ class OptimizationResult:
             "seed": self.seed,
             "weights": self.weights,
             "precision": self.precision,
+            "profile": self.profile,
         }
 
 
@@ -556,6 +645,7 @@ def optimize(
     masks: Sequence[Image.Image] | None = None,
     init_image: Image.Image | None = None,
     resume: str | os.PathLike | Mapping[str, Any] | None = None,
+    profile: str = "auto",
     seed: int = 0,
     device: str | torch.device = "auto",
     speed: SpeedSettings = GATYS_SPEED,
@@ -591,14 +681,20 @@ def optimize(
       may change, anything else given must match.
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
+    explicit = {"size": size, "iterations": iterations, **overrides}
     if checkpoint is not None:
         base = settings if settings is not None else GatysSettings.from_dict(checkpoint["settings"])
-        seed, weights = checkpoint["seed"], checkpoint["weights"]
+        seed, weights, profile = checkpoint["seed"], checkpoint["weights"], checkpoint.get("profile") or "none"
     else:
         base = settings if settings is not None else get_preset(preset)
-    settings = base.updated(size=size, iterations=iterations, **overrides)
+    settings = base.updated(**explicit)
     if checkpoint is not None:
         _check_resumable(settings, checkpoint)
+    device = resolve_device(device)
+    spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
+    profile_name = resolve_profile(profile, spec)
+    if checkpoint is None and profile_name is not None:  # a checkpoint's settings have it already
+        settings = base.updated(**profile_changes(profile_name, explicit)).updated(**explicit)
     styles = [style] if isinstance(style, Image.Image) else list(style)
     blend = normalized_weights(style_weights, len(styles))
     mask_images = _check_masks(masks, content, len(styles))
@@ -606,14 +702,13 @@ def optimize(
     for scale_size in (sizes[0], sizes[-1]):
         check_size(scale_size)
         check_size(round(settings.style_scale * scale_size), what=f"style size (style_scale {settings.style_scale} x {scale_size} px)")
-    device = resolve_device(device)
-    spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
     layer = deepest_layer(settings.content_layers + settings.style_layers)
     output_size = resize_longer_side(content, sizes[-1]).size
     # Refuse what cannot fit before loading weights, rather than dying out of memory midway.
     plan_memory("gatys", height=output_size[1], width=output_size[0], device=device,
                 layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
-    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
+    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress,
+                                  pooling=settings.pooling)
     encoder = speed.prepare(encoder)
     precision = resolve_precision(speed.precision, device)
 
@@ -652,6 +747,7 @@ def optimize(
                     "settings": settings.to_dict(),
                     "seed": seed,
                     "weights": str(spec),
+                    "profile": profile_name,
                     "scale": scale,
                     "history": list(history),
                 }
@@ -675,4 +771,5 @@ def optimize(
     output = restore_colors(image, content_tensor, settings.preserve_color)
     if settings.transfer_color_only:
         output = keep_luminance(output, content_tensor)
-    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision)
+    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision,
+                              profile_name)

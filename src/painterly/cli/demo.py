@@ -10,7 +10,8 @@ from ..adain import stylize
 from ..gatys import optimize
 from ..images import load_image, save_image
 from ..weights import choose_weights, is_cached
-from .common import OptimizationProgress, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+from .common import add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+from .optimize import ScaleProgress
 
 EXAMPLES = """\
   painterly demo                      # writes painterly-demo/shipwreck_starry_night.png
@@ -33,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output-dir", default="painterly-demo", help="folder for the results (default: painterly-demo)")
     parser.add_argument("--size", type=positive_int, default=192, help="longer side in pixels (default: 192)")
-    parser.add_argument("--iterations", type=positive_int, default=100, help="L-BFGS iterations (default: 100)")
+    parser.add_argument("--iterations", type=positive_int,
+                        help="L-BFGS iterations at each scale (default: 100 with pretrained weights; with random "
+                        "ones, the random-features profile's)")
     add_runtime_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -43,16 +46,19 @@ def run(args: argparse.Namespace) -> int:
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
         info(note)
-    # A short run reads best started from the content. Random features are not ImageNet's and
-    # respond differently to smoothing: the recipe's TV weight blurs them, so use less.
-    extra = {"init": "content", **({"tv_weight": 1e-5} if weights == "random" else {})}
-    info(f"optimisation with {'pretrained VGG-19' if weights != 'random' else 'seeded random VGG-19'} weights")
-    bar = OptimizationProgress(quiet=args.quiet, description="demo")
+    # A short run reads best started from the content. With random weights the library's
+    # random-features profile (painterly.profiles) decides the rest, as it does for optimize.
+    pretrained = weights != "random"
+    extra = {"init": "content", "iterations": args.iterations or 100} if pretrained else {"iterations": args.iterations}
+    info(f"optimisation with {'pretrained VGG-19' if pretrained else 'seeded random VGG-19'} weights")
+    bar = ScaleProgress(quiet=args.quiet, description="demo")
     try:
-        result = optimize(content, style, size=args.size, iterations=args.iterations, weights=weights,
-                          seed=args.seed, device=args.device, callback=bar, **extra)
+        result = optimize(content, style, size=args.size, weights=weights, seed=args.seed, device=args.device,
+                          callback=bar, **extra)
     finally:
         bar.close()
+    if result.profile:
+        info(f"settings: the {result.profile} profile (recorded in the output's metadata)")
     output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
     save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
     info(f"wrote {output}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize, save_checkpoint
+from ..gatys import DEFAULT_PRESET, POOLINGS, PRESETS, STYLE_LOSSES, Progress, optimize, save_checkpoint
 from ..images import (
     check_output_path,
     load_image,
@@ -16,6 +16,7 @@ from ..images import (
     tensor_to_image,
 )
 from ..performance import GATYS_SPEED
+from ..profiles import PROFILE_CHOICES, RANDOM_FEATURES
 from ..plotting import plot_losses
 from .common import (
     OptimizationProgress,
@@ -46,6 +47,9 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --save-every 100     # writes out.state.pt
   painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
+  painterly optimize photo.jpg starry_night.jpg -o out.png --style-loss sliced-wasserstein
+  painterly optimize photo.jpg starry_night.jpg -o out.png --size 256 --weights random   # the random-features profile
+  painterly optimize photo.jpg starry_night.jpg -o out.png --weights random --profile none --pooling avg
 presets:
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
 
@@ -104,6 +108,22 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         help="longer side at the first scale (default: SIZE halved per extra scale)")
     parser.add_argument("--iterations-per-scale", type=positive_int, nargs="+", metavar="N",
                         help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
+    parser.add_argument("--style-loss", choices=STYLE_LOSSES,
+                        help="how style statistics are compared: gram (Gatys et al.), mean-std (channel means and "
+                        "stds), sliced-wasserstein (Heitz et al. 2021) or histogram (Risser et al. 2017); masks work "
+                        "with gram and mean-std (default: the preset's, gram)")
+    parser.add_argument("--style-layer-weights", type=non_negative_float, nargs="+", metavar="W",
+                        help="one weight per style layer, multiplying its style term (default: 1 each)")
+    parser.add_argument("--calibrate-layers", action=argparse.BooleanOptionalAction, default=None,
+                        help="scale every layer's features to unit size on the content image and each style "
+                        "layer's term by the content's own style loss there (default: the preset's or profile's)")
+    parser.add_argument("--pooling", choices=POOLINGS,
+                        help="the encoder's pooling: max (torchvision's VGG) or avg (Gatys et al.); the weights "
+                        "stay the same (default: max)")
+    parser.add_argument("--profile", choices=PROFILE_CHOICES, default="auto",
+                        help=f"auto (default): with random weights (chosen or fallen back to) use the {RANDOM_FEATURES} "
+                        "settings that paint with random features, with pretrained ones the preset's; none: the "
+                        "preset's values always. Flags given always win; the output's metadata records the profile")
     add_speed_arguments(parser, default_precision=GATYS_SPEED.precision,
                         why="bfloat16 gradients slow L-BFGS's progress per step")
     add_runtime_arguments(parser)
@@ -142,6 +162,11 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path]) -> dict
         "scales": args.scales,
         "start_size": args.start_size,
         "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
+        "style_loss": args.style_loss,
+        "style_layer_weights": tuple(args.style_layer_weights) if args.style_layer_weights else None,
+        "calibrate_layers": args.calibrate_layers,
+        "pooling": args.pooling,
+        "profile": args.profile,
     }
 
 

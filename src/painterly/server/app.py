@@ -34,7 +34,7 @@ from starlette.types import Message
 from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
-from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
+from ..gatys import DEFAULT_PRESET, PRESETS, STYLE_LOSSES, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
 from ..weights import is_cached
@@ -166,6 +166,7 @@ def create_app(
                 "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers},
                 "defaults": limits.defaults(),
                 "presets": list(PRESETS),
+                "style_losses": list(STYLE_LOSSES),
                 "examples": [example_entry(name) for name in examples],
             }
         )
@@ -317,6 +318,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     init = text_field(form, "init") or defaults["init"]
     if init not in ("content", "noise"):
         raise SettingsError(f"unknown init {init!r}: choose content or noise")
+    style_loss = text_field(form, "style_loss") or None
+    if style_loss is not None and style_loss not in STYLE_LOSSES:
+        raise SettingsError(f"unknown style_loss {style_loss[:40]!r}: choose {', '.join(STYLE_LOSSES)}")
 
     contents = form.getlist("content")
     styles = form.getlist("style")
@@ -348,6 +352,7 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         preset=preset,
         init=init,
         seed=seed,
+        style_loss=style_loss,
     )
 
 

@@ -57,6 +57,9 @@ def openapi_document(*, limits: "Limits", defaults: dict[str, Any], examples: li
             "preset": {"type": "string", "default": defaults["preset"], "description": "optimize only: see GET /api/info"},
             "init": {"type": "string", "enum": ["content", "noise"], "default": defaults["init"], "description": "optimize only"},
             "seed": {"type": "integer", "minimum": 0, "default": defaults["seed"], "description": "optimize only"},
+            "style_loss": {"type": "string", "enum": ["gram", "mean-std", "sliced-wasserstein", "histogram"],
+                           "description": "optimize only: how style statistics are compared (default: the preset's, or "
+                           "the random-features profile's when the weights are random)"},
         },
     }
     return {
