@@ -662,6 +662,13 @@ def optimize(
     preset's pretrained weights if cached or downloadable, else seeded random ones
     (``weights_note`` in the result says so).
 
+    * ``profile``: ``auto`` (default) applies :mod:`painterly.profiles`' ``random-features``
+      settings when the weights turn out random (chosen or fallen back to), the preset's own
+      values otherwise; ``none`` keeps the preset's. Keywords given always win over a profile,
+      and the result (``profile``, and its metadata) records which applied.
+    * ``style_loss``: ``gram`` (the presets'), ``mean-std``, ``sliced-wasserstein`` or
+      ``histogram`` (:mod:`painterly.losses`); ``calibrate_layers``, ``style_layer_weights``
+      and ``pooling`` (``avg``, as Gatys et al.) are the other levers the profile uses.
     * Several styles blend with ``style_weights`` (normalised to sum 1; equal by default).
     * Style images are resized so their longer side is ``style_scale`` times the output's.
     * ``masks``: one greyscale (soft) mask per style, the content's size; each style's Gram
