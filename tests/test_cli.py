@@ -170,9 +170,11 @@ def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_
 def test_demo_runs_offline(tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "demo"), "--size", "48", "--iterations", "3", "--quiet")
     assert result.returncode == 0, result.stderr
-    assert "seeded random" in result.stderr and "random-features profile" in result.stderr
+    assert "seeded random" in result.stderr and "bundled decoder" in result.stderr
+    assert "random-features profile" in result.stderr
     output = tmp_path / "demo" / "shipwreck_starry_night.png"
     assert output.is_file()
+    assert (tmp_path / "demo" / "shipwreck_starry_night_adain.png").is_file()  # AdaIN runs offline too
     # The demo has no settings of its own for random weights: the library's profile decides.
     metadata = read_metadata(output)
     assert metadata["profile"] == "random-features" and metadata["iterations"] == 3

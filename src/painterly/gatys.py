@@ -26,9 +26,9 @@ coarse-to-fine scales and checkpoints that a run can be resumed from.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-import pickle
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -39,10 +39,10 @@ from PIL import Image
 
 from .color import PRESERVE_COLOR_CHOICES, grey, keep_luminance, prepare_colors, restore_colors
 from .device import resolve_device
-from .encoder import VGG19Encoder, deepest_layer, load_encoder
+from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import PainterlyError, SettingsError
-from .files import atomic_path
-from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
+from .files import load_torch, save_torch
+from .images import MIN_SIZE, check_min_side, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
     channel_mean_std,
     content_loss,
@@ -549,6 +549,8 @@ def optimize_image(
 
 
 CHECKPOINT_FORMAT = "painterly optimize checkpoint 1"
+#: What :func:`load_checkpoint` insists on (``inputs``, added later, is optional).
+CHECKPOINT_KEYS = ("pixels", "optimizer", "iteration", "settings", "seed", "weights", "scale", "history")
 #: What a resumed run may change: how long it runs.
 RESUMABLE_CHANGES = ("iterations", "iterations_per_scale")
 
@@ -559,22 +561,59 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> P
     With L-BFGS it holds the curvature history (up to 200 image-sized tensors), so it can be
     much larger than the image; Adam's holds two image-sized tensors.
     """
-    with atomic_path(path) as temporary:
-        torch.save(dict(checkpoint), temporary)
-    return Path(path)
+    return save_torch(dict(checkpoint), path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors only, nothing executable)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise PainterlyError(f"{path}: no such checkpoint") from None
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise PainterlyError(f"{path}: not a painterly checkpoint ({error})") from None
+    if not Path(path).is_file():
+        raise PainterlyError(f"{path}: no such checkpoint")
+    checkpoint = load_torch(path, what="a painterly checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise PainterlyError(f"{path}: not a painterly optimize checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise PainterlyError(f"{path}: an incomplete painterly checkpoint (no {', '.join(missing)})")
     return checkpoint
+
+
+def input_digests(content: Image.Image, styles: Sequence[Image.Image], masks: Sequence[Image.Image] | None,
+                  init_image: Image.Image | None) -> dict[str, Any]:
+    """SHA-256 of every input image's pixels (and size and mode), recorded in checkpoints so a
+    resumed run can refuse different inputs. Pixels, not file bytes: the Python API has no files,
+    and a re-saved file with the same pixels is the same input."""
+
+    def digest(image: Image.Image) -> str:
+        return hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()
+
+    return {
+        "content": digest(content),
+        "style": [digest(style) for style in styles],
+        "mask": [digest(mask) for mask in masks] if masks is not None else None,
+        "init": digest(init_image) if init_image is not None else None,
+    }
+
+
+def _check_same_inputs(saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> None:
+    if saved is None:  # a checkpoint from before inputs were recorded
+        return
+    changed = [name for name in now if saved.get(name) != now[name]]
+    if changed:
+        raise SettingsError(
+            f"the {' and '.join(changed)} image(s) differ from the checkpoint's run: resume with the same inputs"
+        )
+
+
+def _check_sides(content: Image.Image, styles: Sequence[Image.Image], sizes: Sequence[int], style_scale: float,
+                 min_side: int) -> None:
+    """At every scale, each image must keep ``min_side`` pixels a side for the deepest layer
+    (each pooling halves it): refuse up front, naming the smallest size that works."""
+    for number, size in enumerate(sizes, start=1):
+        at = f" at scale {number} of {len(sizes)}" if len(sizes) > 1 else ""
+        check_min_side(content.size, size, min_side=min_side, what=f"the content image{at}")
+        for index, style in enumerate(styles, start=1):
+            check_min_side(style.size, round(style_scale * size), min_side=min_side,
+                           what=f"style image {index} (at style_scale x size){at}")
 
 
 def _check_resumable(settings: GatysSettings, checkpoint: Mapping[str, Any]) -> None:
@@ -695,14 +734,16 @@ def optimize(
     else:
         base = settings if settings is not None else get_preset(preset)
     settings = base.updated(**explicit)
+    styles = [style] if isinstance(style, Image.Image) else list(style)
+    digests = input_digests(content, styles, masks, init_image)
     if checkpoint is not None:
         _check_resumable(settings, checkpoint)
+        _check_same_inputs(checkpoint.get("inputs"), digests)
     device = resolve_device(device)
     spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
     profile_name = resolve_profile(profile, spec)
     if checkpoint is None and profile_name is not None:  # a checkpoint's settings have it already
         settings = base.updated(**profile_changes(profile_name, explicit)).updated(**explicit)
-    styles = [style] if isinstance(style, Image.Image) else list(style)
     blend = normalized_weights(style_weights, len(styles))
     mask_images = _check_masks(masks, content, len(styles))
     sizes, counts = settings.scale_sizes(), settings.scale_iterations()
@@ -716,6 +757,7 @@ def optimize(
                 layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
     encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress,
                                   pooling=settings.pooling)
+    _check_sides(content, styles, sizes, settings.style_scale, smallest_input_side(flavour=encoder.flavour, last_layer=layer))
     encoder = speed.prepare(encoder)
     precision = resolve_precision(speed.precision, device)
 
@@ -757,6 +799,7 @@ def optimize(
                     "profile": profile_name,
                     "scale": scale,
                     "history": list(history),
+                    "inputs": digests,
                 }
 
             callback(replace(progress, scale=scale, scales=len(sizes), checkpoint=full_checkpoint))

@@ -269,4 +269,6 @@ def normalized_weights(weights: Sequence[float] | None, count: int) -> list[floa
         raise SettingsError(f"{len(weights)} style weights given for {count} style images")
     if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
         raise SettingsError("style weights must be non-negative numbers with a positive sum")
+    if not math.isfinite(sum(weights)):  # 1e308 1e308: each finite, the sum not
+        raise SettingsError(f"style weights {weights} add up to more than a float can hold: use smaller numbers")
     return [w / sum(weights) for w in weights]

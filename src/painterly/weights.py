@@ -18,14 +18,15 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from .errors import WeightsError
-from .files import atomic_path
+from .files import atomic_path, load_torch
 
 Progress = Callable[[int, "int | None"], None]
 """Download progress: called with (bytes so far, total bytes or None)."""
@@ -181,7 +182,18 @@ REGISTRY: dict[str, WeightSet] = {
         },
     ),
     "random": WeightSet("random", "seeded random VGG-19 weights (Kaiming init), no download"),
+    "bundled": WeightSet(
+        "bundled",
+        "seeded random VGG-19 (seed 0) and painterly's AdaIN decoder trained for it, shipped in the package",
+    ),
 }
+
+#: painterly's own AdaIN decoder for ``random`` encoder weights of seed 0, shipped inside the
+#: package (half precision) so that AdaIN runs with nothing downloaded. docs/offline-decoder.md
+#: says how it was trained and on what; ``tools/offline_decoder.py`` rebuilds it.
+BUNDLED_DECODER_PATH = Path(__file__).parent / "bundled" / "decoder-random0.pth"
+BUNDLED_DECODER_SHA256 = "9640ec518f81d0e21ef383a643266cbd1b03462f14198cc5ed0271bb357c39b0"
+BUNDLED_ENCODER_SEED = 0
 
 
 def cache_dir() -> Path:
@@ -267,17 +279,50 @@ def read_state_dict(path: str | os.PathLike, *, name: str | None = None) -> dict
     name = name or str(path)
     if not Path(path).is_file():
         raise WeightsError(f"{name}: no such weight file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a foreign or truncated file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"{name}: not a readable PyTorch weight file ({first_line[:120]})") from None
+    state = load_torch(path, what="a readable PyTorch weight file", error=WeightsError, name=name)
     for wrapper in ("state_dict", "model", "decoder"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{name}: does not hold a state dict of tensors")
+    broken = next((key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if broken is not None:  # a diverged training run: it would paint black (NaN) images
+        raise WeightsError(f"{name}: {broken!r} holds NaN or infinite values; these weights cannot be used")
     return state
+
+
+#: Where painterly's own decoder files record what they were trained with: the state dict's
+#: ``_metadata`` (which torch saves with it and ``load_state_dict`` reads only under module
+#: names), so the file stays a plain state dict in the released layout, loadable anywhere.
+RECORD_KEY = "painterly"
+
+
+def with_record(state: Mapping[str, torch.Tensor], record: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+    """``state`` as an OrderedDict carrying ``record`` (plain strings and numbers)."""
+    recorded = OrderedDict(state)
+    metadata = OrderedDict(getattr(state, "_metadata", None) or {})  # module versions, when it has them
+    metadata[RECORD_KEY] = dict(record)
+    recorded._metadata = metadata  # type: ignore[attr-defined]
+    return recorded
+
+
+def read_record(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """What :func:`with_record` stored in ``state``, or None (released and foreign files)."""
+    record = (getattr(state, "_metadata", None) or {}).get(RECORD_KEY)
+    return dict(record) if isinstance(record, Mapping) else None
+
+
+def read_bundled_decoder() -> dict[str, torch.Tensor]:
+    """The bundled decoder's state dict in float32, after checking the file is the one shipped."""
+    path = BUNDLED_DECODER_PATH
+    if not path.is_file():
+        raise WeightsError(f"the bundled decoder is missing from this installation ({path}): reinstall painterly")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != BUNDLED_DECODER_SHA256:
+        raise WeightsError(f"{path}: checksum {digest[:16]}... is not the bundled decoder's; reinstall painterly")
+    state = read_state_dict(path, name="the bundled decoder")
+    check_layout(state, "decoder", name="the bundled decoder")
+    return {key: value.float() for key, value in state.items()}
 
 
 def _weight_set(name: str) -> WeightSet:
@@ -306,8 +351,12 @@ def load_weights(
         name = str(spec)
         if name == "random":
             if role != "encoder":
-                raise WeightsError("random weights exist for the encoder only; pass a decoder file")
+                raise WeightsError("random weights exist for the encoder only; pass a decoder file, or bundled")
             return random_vgg19_state_dict(seed), "torchvision", f"random(seed={seed})"
+        if name == "bundled":
+            if role == "encoder":  # the encoder the bundled decoder was trained with, whatever ``seed``
+                return random_vgg19_state_dict(BUNDLED_ENCODER_SEED), "torchvision", f"random(seed={BUNDLED_ENCODER_SEED})"
+            return read_bundled_decoder(), "decoder", "bundled"
         files = _weight_set(name).files
         if role not in files:
             raise WeightsError(f"weights {name!r} have no {role}")
@@ -342,3 +391,32 @@ def choose_weights(spec: str | os.PathLike, *, preferred: str, progress: Progres
     except WeightsError as error:
         return "random", f"pretrained {preferred} weights unavailable ({error}); using seeded random weights"
     return preferred, None
+
+
+def choose_adain_weights(
+    encoder: str | os.PathLike, decoder: str | os.PathLike, *, progress: Progress | None = None
+) -> tuple[str | os.PathLike, str | os.PathLike, str | None]:
+    """Resolve ``auto`` for AdaIN's encoder and decoder; returns both and a note when falling back.
+
+    Both ``auto``: the released ``adain`` pair when cached or downloadable, else the ``bundled``
+    pair (seeded random encoder, painterly's own decoder). One ``auto``: the partner of the
+    other (a decoder file is taken to go with the released encoder, as before ``auto`` existed).
+    """
+    partners = {"adain": "adain", "vgg19-normalised": "adain", "random": "bundled", "bundled": "bundled"}
+    if encoder == "auto" and decoder == "auto":
+        try:
+            for file in REGISTRY["adain"].files.values():
+                fetch(file, progress=progress)
+        except WeightsError as error:
+            return "bundled", "bundled", (
+                f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
+                "for seeded random encoder weights"
+            )
+        return "adain", "adain", None
+    if decoder == "auto":
+        if not (isinstance(encoder, str) and encoder in partners):
+            raise WeightsError(f"no decoder is known for encoder {str(encoder)!r}: pass --decoder with the one trained for it")
+        return encoder, partners[encoder], None
+    if encoder == "auto":
+        return ("bundled" if decoder == "bundled" else "adain"), decoder, None
+    return encoder, decoder, None

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..bench import BenchConfig, BenchReport, run_benchmark
-from .common import add_subcommand, info, positive_int
+from .common import SEED_HELP, add_subcommand, info, positive_int, seed
 
 EXAMPLES = """\
   painterly bench                         # the full grid: minutes on a GPU, an hour on a CPU
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile", action="store_true", help="also time painterly's settings under torch.compile (slow to compile)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: every core this process may use)")
     parser.add_argument("--peak-gflops", type=float, metavar="G", help="the device's peak GFLOP/s, for the table (default: known GPUs' data sheets, else measured on a matrix product)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help=f"seed of the random weights and inputs, {SEED_HELP} (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..gatys import DEFAULT_PRESET, POOLINGS, PRESETS, STYLE_LOSSES, Progress, optimize, save_checkpoint
+from ..errors import SettingsError
+from ..files import check_writes, same_file
+from ..gatys import (
+    DEFAULT_PRESET,
+    POOLINGS,
+    PRESETS,
+    STYLE_LOSSES,
+    GatysSettings,
+    Progress,
+    get_preset,
+    load_checkpoint,
+    optimize,
+    save_checkpoint,
+)
 from ..images import (
     check_output_path,
     load_image,
@@ -129,14 +143,32 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     add_runtime_arguments(parser)
 
 
-def transfer_keywords(args: argparse.Namespace, style_paths: list[Path]) -> dict[str, Any]:
+def transfer_inputs(args: argparse.Namespace, style_paths: list[Path]) -> list[str | Path]:
+    """Every file a transfer reads: content, styles, masks, an init image, a weight file."""
+    inputs: list[str | Path] = [args.content, *style_paths, *(args.masks or [])]
+    if args.init not in (None, "content", "noise"):
+        inputs.append(args.init)
+    if Path(args.weights).is_file():
+        inputs.append(args.weights)
+    return inputs
+
+
+def working_settings(args: argparse.Namespace, checkpoint: dict[str, Any] | None = None) -> GatysSettings:
+    """The size and style scale the run will use (the checkpoint's when resuming), so images
+    can be read at that size (:func:`load_image`'s ``reduce_to``) the same way every time."""
+    base = GatysSettings.from_dict(checkpoint["settings"]) if checkpoint is not None else get_preset(args.preset)
+    return base.updated(size=args.size, style_scale=args.style_scale)
+
+
+def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, style_size: int | None = None) -> dict[str, Any]:
     """Read the inputs and settings of :func:`add_transfer_arguments` into :func:`optimize`
-    keywords; ``style_paths`` are the style arguments already expanded (:func:`expand_inputs`)."""
+    keywords; ``style_paths`` are the style arguments already expanded (:func:`expand_inputs`);
+    huge JPEG styles are read reduced towards ``style_size`` (:func:`load_image`)."""
     init_image, init = None, args.init
     if init not in (None, "content", "noise"):
         init_image, init = load_image(init), None
     return {
-        "style": [load_image(path) for path in style_paths],
+        "style": [load_image(path, reduce_to=style_size) for path in style_paths],
         "style_weights": args.style_weights,
         "masks": [load_image(path) for path in args.masks] if args.masks else None,
         "preset": args.preset,
@@ -204,18 +236,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="STATE",
                         help="continue the run saved in STATE (a .state.pt from --save-every) with its settings, "
                         "seed and weights; only --iterations/--iterations-per-scale may change")
-    parser.add_argument("--plot", nargs="?", const="", metavar="PNG", help="write a loss-curve PNG (default name: OUTPUT_losses.png)")
+    parser.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                        help="write a loss-curve PNG, a .png name (default name: OUTPUT_losses.png)")
     parser.add_argument("--keep-alpha", action="store_true", help="give the output the content image's transparency")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(f"{Path(args.content).stem}_{Path(args.styles[0]).stem}.png")
-    check_output_path(output, inputs=(args.content, *args.styles))
+    check_output_path(output)
     state_path = output.with_suffix(".state.pt")
-    content, alpha = split_alpha(load_image(args.content, keep_alpha=args.keep_alpha))
+    plot_path = None
+    if args.plot is not None:
+        plot_path = Path(args.plot) if args.plot else output.with_name(f"{output.stem}_losses.png")
+        if plot_path.suffix.lower() != ".png":
+            raise SettingsError(f"--plot {plot_path}: a loss curve is a PNG; give a name ending in .png")
     style_paths = expand_inputs(args.styles, what="style")  # once: a folder may change during a long run
-    keywords = transfer_keywords(args, style_paths)
+    writes = [output, *([plot_path] if plot_path else [])]
+    if args.save_every and not (args.resume and same_file(state_path, args.resume)):
+        writes.append(state_path)  # continuing a run overwrites its own state, and only that
+    snapshots = rf"{re.escape(output.stem)}(_scale\d+)?_\d{{5,}}{re.escape(output.suffix)}"
+    check_writes(writes, [*transfer_inputs(args, style_paths), *([args.resume] if args.resume else [])],
+                 families=[(output.parent, snapshots)] if args.save_every else [])
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    working = working_settings(args, checkpoint)
+    # Masks are checked against the content's own size: read it whole when there are some.
+    reduce_to = None if args.masks else working.size
+    content, alpha = split_alpha(load_image(args.content, keep_alpha=args.keep_alpha, reduce_to=reduce_to))
+    keywords = transfer_keywords(args, style_paths, style_size=round(working.size * working.style_scale))
     saved_state = False
 
     def save_intermediate(progress: Progress) -> None:
@@ -230,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
 
     bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate)
     try:
-        result = optimize(content, callback=bar, resume=args.resume, **keywords)
+        result = optimize(content, callback=bar, resume=checkpoint, **keywords)
     finally:
         bar.close()
     if result.weights_note:
@@ -244,8 +292,7 @@ def run(args: argparse.Namespace) -> int:
     info(f"wrote {output} ({image.width}x{image.height}, weights {result.weights}, seed {result.seed})")
     if saved_state:
         info(f"wrote {state_path} (continue with --resume {state_path})")
-    if args.plot is not None:
-        plot_path = Path(args.plot) if args.plot else output.with_name(f"{output.stem}_losses.png")
+    if plot_path is not None:
         plot_losses(result.history, plot_path, title=f"painterly optimize, preset {args.preset}")
         info(f"wrote {plot_path}")
     return 0
