@@ -141,7 +141,12 @@ def channel_mean_std(features: torch.Tensor, *, eps: float = 1e-5) -> tuple[torc
 
 
 def mean_std_style_loss(input: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-5) -> torch.Tensor:
-    """AdaIN's style loss at one layer: MSE of channel means plus MSE of channel stds."""
+    """AdaIN's style loss at one layer (Huang and Belongie 2017), also ``--style-loss mean-std``:
+
+        L = 1/C sum_c (mu_c(F) - mu_c(F'))^2 + 1/C sum_c (sigma_c(F) - sigma_c(F'))^2
+
+    (MSE of channel means plus MSE of channel stds, :func:`channel_mean_std`).
+    """
     if input.shape[:2] != target.shape[:2]:
         raise ValueError(f"batch and channels differ: {tuple(input.shape)} vs {tuple(target.shape)}")
     input_mean, input_std = channel_mean_std(input, eps=eps)
