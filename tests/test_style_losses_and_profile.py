@@ -82,6 +82,9 @@ def test_random_weights_get_the_profile_and_record_it():
     assert plain.settings.init == "noise" and plain.settings.tv_weight == 1e-3  # gatys2016's recipe values
     mine = optimize(content, style, iterations=1, tv_weight=0.25, **small)
     assert mine.profile == profiles.RANDOM_FEATURES and mine.settings.tv_weight == 0.25
+    # A settings object built by the caller is used as given.
+    built = GatysSettings(content_layers=("relu2_1",), style_layers=("relu1_1",), size=32, iterations=1)
+    assert optimize(content, style, settings=built, weights="random", device="cpu").profile is None
 
 
 def test_style_loss_pooling_and_profile_from_the_cli(scene_path, stripes_path, tmp_path):

@@ -703,7 +703,8 @@ def optimize(
 
     * ``profile``: ``auto`` (default) applies :mod:`painterly.profiles`' ``random-features``
       settings when the weights turn out random (chosen or fallen back to), the preset's own
-      values otherwise; ``none`` keeps the preset's. Keywords given always win over a profile,
+      values otherwise (not when ``settings`` is given: that is used as given); ``none`` keeps
+      the preset's. Keywords given always win over a profile,
       and the result (``profile``, and its metadata) records which applied.
     * ``style_loss``: ``gram`` (the presets'), ``mean-std``, ``sliced-wasserstein`` or
       ``histogram`` (:mod:`painterly.losses`); ``calibrate_layers``, ``style_layer_weights``
@@ -728,6 +729,7 @@ def optimize(
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
     explicit = {"size": size, "iterations": iterations, **overrides}
+    settings_given = settings is not None
     if checkpoint is not None:
         base = settings if settings is not None else GatysSettings.from_dict(checkpoint["settings"])
         seed, weights, profile = checkpoint["seed"], checkpoint["weights"], checkpoint.get("profile") or "none"
@@ -741,7 +743,8 @@ def optimize(
         _check_same_inputs(checkpoint.get("inputs"), digests)
     device = resolve_device(device)
     spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
-    profile_name = resolve_profile(profile, spec)
+    # A settings object the caller built is taken as given; "auto" replaces presets' values only.
+    profile_name = resolve_profile("none" if settings_given and profile == "auto" else profile, spec)
     if checkpoint is None and profile_name is not None:  # a checkpoint's settings have it already
         settings = base.updated(**profile_changes(profile_name, explicit)).updated(**explicit)
     blend = normalized_weights(style_weights, len(styles))
