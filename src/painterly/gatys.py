@@ -12,11 +12,16 @@ Where we depart from the recipes (each preset's ``source`` says which applies):
 
 * Sizes are the longer side with the aspect ratio kept (Keras fixes the height at 400 and d2l
   resizes to 300x450 exactly).
-* The Keras and TensorFlow recipes use Caffe's VGG-19 (BGR, 0-255 input); torchvision's VGG
-  stands in for it, its features multiplied by ``feature_scale`` = 255 x 0.226 to bring them to
-  Caffe's magnitude, so that the recipes' weights keep their balance.
-* The image is optimised in the recipe's own pixel space (x times ``pixel_scale``), so learning
-  rates and the total-variation weight mean what they meant there.
+* The Keras, TensorFlow and neural-style recipes use Caffe's VGG-19 (BGR, 0-255 input);
+  torchvision's VGG stands in for it, its features multiplied by ``feature_scale`` (255 x 0.226;
+  256 x 0.226 for neural-style, which scales pixels by 256) to bring them to Caffe's magnitude,
+  so that the recipes' weights keep their balance. Everything else each preset computes is the
+  recipe's code as it runs, checked term by term in tests/test_preset_fidelity.py and described
+  in docs/presets.md.
+* The image is optimised in the recipe's own pixel space (x times ``pixel_scale``, one number
+  or one per channel), so learning rates and the total-variation weight mean what they meant
+  there. The mean that the recipes subtract shifts the pixels, and a shift changes neither the
+  gradients nor the steps, so it is left out; ``clamp`` keeps the valid range [0, pixel_scale].
 
 Creative controls (:func:`optimize`; Gatys et al. 2017, "Controlling Perceptual Factors in
 Neural Style Transfer", and jcjohnson/neural-style): several styles with blend weights, spatial
@@ -64,6 +69,15 @@ from .weights import choose_weights
 
 #: Brings torchvision-normalised features to the magnitude of Caffe's 0-255 network.
 CAFFE_FEATURE_SCALE = 255.0 * 0.226
+#: Caffe's mean pixel, RGB on the 0-255 scale (the recipes subtract it in BGR order).
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+#: jcjohnson/neural-style multiplies [0, 1] pixels by 256 (not 255) before subtracting the mean.
+NEURAL_STYLE_PIXEL_SCALE = 256.0
+#: d2l optimises the ImageNet-normalised image: pixels divided by each channel's std.
+IMAGENET_PIXEL_SCALE = (1 / 0.229, 1 / 0.224, 1 / 0.225)
+INIT_CHOICES = ("content", "noise", "gaussian")
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+CLAMP_CHOICES = ("auto", "never", "step", "closure")
 STANDARD_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 #: What each style layer's statistics are compared by (:mod:`painterly.losses`).
 STYLE_LOSSES = ("gram", "mean-std", "sliced-wasserstein", "histogram")
@@ -89,7 +103,8 @@ class GatysSettings:
     content_reduction: str = "mean"
     tv_kind: str = "squared"
     feature_scale: float = CAFFE_FEATURE_SCALE
-    pixel_scale: float = 255.0
+    #: The optimised variable is the [0, 1] image times this: one number, or one per channel (RGB).
+    pixel_scale: float | tuple[float, ...] = 255.0
     optimizer: str = "lbfgs"
     learning_rate: float = 1.0
     #: Learning rate times ``lr_decay`` every ``lr_decay_every`` iterations (0: constant).
@@ -101,7 +116,18 @@ class GatysSettings:
     adam_eps: float = 1e-8
     iterations: int = 1000
     size: int = 512
+    #: ``content``, ``noise`` (uniform in [0, 1]) or ``gaussian`` (neural-style's ``-init random``:
+    #: Caffe's mean colour plus Gaussian noise of std 0.001 on its 0-256 scale).
     init: str = "noise"
+    # -- Fidelity to the recipes' code (docs/presets.md) --------------------------------------
+    #: When the pixels are clamped to [0, pixel_scale]: ``never``; ``step``, after each optimiser
+    #: step (the TensorFlow blog); ``closure``, before every loss evaluation, L-BFGS's included
+    #: (the PyTorch tutorial); ``auto``: ``step`` for Adam and SGD, ``never`` for L-BFGS.
+    clamp: str = "auto"
+    #: Add ``adam_eps`` to sqrt(v) before Adam's bias correction, as TensorFlow 1's Adam does
+    #: (torch adds it after: the same step as torch with eps / sqrt(1 - beta2^t)).
+    adam_eps_hat: bool = False
+    # ------------------------------------------------------------------------------------------
     #: The encoder weights the recipe was designed for.
     weights: str = "vgg19"
     #: Colour control (:func:`painterly.color.prepare_colors`): ``none``, ``luminance`` or ``match``.
@@ -132,8 +158,7 @@ class GatysSettings:
         deepest_layer(self.content_layers + self.style_layers)  # raises on unknown layer names
         if self.optimizer not in ("lbfgs", "adam", "sgd"):
             raise SettingsError(f"unknown optimizer {self.optimizer!r}: choose lbfgs, adam or sgd")
-        if self.init not in ("content", "noise"):
-            raise SettingsError(f"unknown init {self.init!r}: choose content, noise, or pass an image")
+        self._check_fidelity_settings()
         if self.iterations < 1:
             raise SettingsError(f"iterations must be at least 1, got {self.iterations}")
         for name in ("content_weight", "style_weight", "tv_weight"):
@@ -163,6 +188,22 @@ class GatysSettings:
             raise SettingsError(f"style_layer_weights must be finite numbers >= 0, got {list(self.style_layer_weights)}")
         if self.pooling not in POOLINGS:
             raise SettingsError(f"unknown pooling {self.pooling!r}: choose {', '.join(POOLINGS)}")
+
+    def _check_fidelity_settings(self) -> None:
+        if self.init not in INIT_CHOICES:
+            raise SettingsError(f"unknown init {self.init!r}: choose {', '.join(INIT_CHOICES)}, or pass an image")
+        if self.clamp not in CLAMP_CHOICES:
+            raise SettingsError(f"unknown clamp {self.clamp!r}: choose {', '.join(CLAMP_CHOICES)}")
+        scales = self.pixel_scale if isinstance(self.pixel_scale, tuple) else (self.pixel_scale,)
+        if len(scales) not in (1, 3) or not all(0 < value < math.inf for value in (*scales, self.feature_scale)):
+            raise SettingsError(f"pixel_scale (one number or three) and feature_scale must be positive, "
+                                f"got {self.pixel_scale} and {self.feature_scale}")
+        if not 0 < self.lr_decay < math.inf or self.lr_decay_every < 0:
+            raise SettingsError(f"lr_decay must be positive and lr_decay_every >= 0, got {self.lr_decay} and {self.lr_decay_every}")
+
+    def clamps_after_step(self) -> bool:
+        """Whether the pixels are clamped after each optimiser step (``clamp`` resolved)."""
+        return self.clamp == "step" or (self.clamp == "auto" and self.optimizer != "lbfgs")
 
     def updated(self, **changes: Any) -> "GatysSettings":
         """A copy with ``changes`` applied (None values ignored, so CLI defaults pass through)."""
@@ -195,8 +236,14 @@ class GatysSettings:
 
 PRESETS: dict[str, GatysSettings] = {
     "gatys2016": GatysSettings(
-        source="Gatys et al. 2016 as run by jcjohnson/neural-style: Gram / (C M), MSE terms, "
-        "squared TV on 0-255 pixels, L-BFGS from noise",
+        tv_kind="neural_style",
+        feature_scale=NEURAL_STYLE_PIXEL_SCALE * 0.226,
+        pixel_scale=NEURAL_STYLE_PIXEL_SCALE,
+        init="gaussian",
+        clamp="never",
+        source="Gatys et al. 2016 as jcjohnson/neural-style's code runs: Gram / (C H W), MSE terms, "
+        "TV whose gradient is that of 1/2 sum (dx^2 + dy^2) on 0-256 pixels (it scales by 256), L-BFGS "
+        "(step 1, 100 corrections) from the mean colour plus N(0, 0.001^2), never clamped",
     ),
     "keras": GatysSettings(
         content_layers=("relu5_2",),
@@ -216,18 +263,23 @@ PRESETS: dict[str, GatysSettings] = {
         iterations=4000,
         size=400,
         init="content",
+        clamp="never",
         source="Keras example 'Neural style transfer': block5_conv2 content, raw Grams with "
-        "sum / (4 * 3^2 * (HW)^2), TV (dx^2 + dy^2)^1.25, SGD 100 x 0.96 per 100 steps",
+        "sum / (4 * 3^2 * (HW)^2), TV (dx^2 + dy^2)^1.25, SGD 100 x 0.96^(step/100), never clipped "
+        "while it runs (only when saved)",
     ),
     "d2l": GatysSettings(
-        content_layers=("conv4_4",),
-        style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+        # d2l collects torchvision's features[25] and [0, 5, 10, 19], but the in-place ReLU after
+        # each overwrites it: as the code runs these are relu layers; features[28] is the last
+        # module kept, so conv5_1 stays before its ReLU.
+        content_layers=("relu4_4",),
+        style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1"),
         content_weight=1.0,
-        style_weight=1e3,
+        style_weight=1e4,  # 1e3 as written, but sum(10 * styles_l + ...) repeats the list ten times
         tv_weight=10.0,
         tv_kind="absolute_mean",
         feature_scale=1.0,
-        pixel_scale=1 / 0.226,  # d2l optimises the ImageNet-normalised image: one std for all channels
+        pixel_scale=IMAGENET_PIXEL_SCALE,
         optimizer="adam",
         learning_rate=0.3,
         lr_decay=0.8,
@@ -235,8 +287,11 @@ PRESETS: dict[str, GatysSettings] = {
         iterations=500,
         size=450,
         init="content",
-        source="Dive into Deep Learning, 'Neural Style Transfer': pre-ReLU layers, Gram / (C H W), "
-        "MSE terms, TV 0.5 (mean |dx| + mean |dy|), Adam 0.3 x 0.8 every 50 steps",
+        clamp="never",
+        source="Dive into Deep Learning, 'Neural Style Transfer', as its code runs: relu4_4 content, "
+        "relu1_1-relu4_1 + conv5_1 style (its in-place ReLUs overwrite the conv outputs it collects), "
+        "style weight 1e4 (the text's 1e3 times its list repeated 10 times), Gram / (C H W), MSE terms, "
+        "TV 0.5 (mean |dx| + mean |dy|) on the normalised image, Adam 0.3 x 0.8 every 50 steps, never clamped",
     ),
     "tf-blog": GatysSettings(
         content_layers=("relu5_2",),
@@ -250,11 +305,14 @@ PRESETS: dict[str, GatysSettings] = {
         learning_rate=5.0,
         adam_betas=(0.99, 0.999),
         adam_eps=0.1,
+        adam_eps_hat=True,
         iterations=1000,
         size=512,
         init="content",
+        clamp="step",
         source="TensorFlow blog, eager execution: Gram / M, MSE terms averaged over layers, "
-        "no TV, Adam lr 5, beta1 0.99, eps 0.1, pixels clipped each step",
+        "no TV, TensorFlow 1's Adam (lr 5, beta1 0.99, eps 0.1 before bias correction), pixels "
+        "clipped to 0-255 each step; it returns its lowest-loss image, painterly the last",
     ),
 }
 DEFAULT_PRESET = "gatys2016"
@@ -319,6 +377,7 @@ class GatysObjective:
     ) -> None:
         self.encoder = encoder
         self.settings = settings
+        self.pixel_scale = pixel_scale(settings, content)
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.style_layers = tuple(dict.fromkeys(settings.style_layers))
         weights = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
@@ -364,11 +423,14 @@ class GatysObjective:
             if settings.calibrate_layers:
                 # The content image's own style loss at each layer: every layer then starts at 1
                 # whatever its size, depth or loss, so style_weight means the same for all losses.
-                self.style_norms = {layer: max(float(self._layer_style_loss(features, layer, content * settings.pixel_scale)), 1e-12)
+                self.style_norms = {layer: max(float(self._layer_style_loss(features, layer, content * self.pixel_scale)), 1e-12)
                                     for layer in self.style_layers}
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
+        # The network may run in bfloat16 (autocast); the Grams and losses do not: in float32,
+        # a Gram sums H W products and the losses differences of nearly equal numbers.
+        features = {name: value.float() if value.dtype in LOW_PRECISION else value for name, value in features.items()}
         scale = self.settings.feature_scale
         if self.calibration:
             return {name: value / self.calibration[name] for name, value in features.items()}
@@ -386,7 +448,8 @@ class GatysObjective:
         return sorted_projections(features, self.projections.get(layer))
 
     def _targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        targets = {layer: self._statistics(features[layer], layer) for layer in self.style_layers}
+        with torch.autocast(next(iter(features.values())).device.type, enabled=False):  # statistics in float32
+            targets = {layer: self._statistics(features[layer], layer) for layer in self.style_layers}
         if self.settings.style_loss in ("sliced-wasserstein", "histogram"):
             # Quantile functions resampled to the output's positions once, so they blend and
             # each step compares sorted values directly.
@@ -397,7 +460,13 @@ class GatysObjective:
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses of the image ``pixels`` (in the recipe's pixel space)."""
         s = self.settings
-        features = self._features(pixels / s.pixel_scale)
+        features = self._features(pixels / self.pixel_scale)
+        with torch.autocast(pixels.device.type, enabled=False):  # Grams and losses in float32
+            return self._losses(features, pixels)
+
+    def _losses(self, features: dict[str, torch.Tensor], pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted terms from the image's (float32) features."""
+        s = self.settings
         content = sum(
             content_loss(features[layer], target, reduction=s.content_reduction)
             for layer, target in self.content_targets.items()
@@ -456,11 +525,38 @@ def learning_rate_at(settings: GatysSettings, iteration: int) -> float:
 
 
 def initial_image(content: torch.Tensor, settings: GatysSettings, *, seed: int) -> torch.Tensor:
-    """The starting image in [0, 1]: the content, or seeded white noise (Gatys et al.)."""
+    """The starting image in [0, 1]: the content, seeded uniform noise (Gatys et al.), or
+    neural-style's ``-init random``: randn x 0.001 in Caffe's mean-subtracted 0-256 space, that is
+    the mean colour plus noise of std 0.001 / 256 (the values of Torch's generator differ)."""
     if settings.init == "content":
         return content.clone()
     generator = torch.Generator().manual_seed(seed)
+    if settings.init == "gaussian":
+        mean = torch.tensor(CAFFE_MEAN_RGB).view(1, 3, 1, 1) / NEURAL_STYLE_PIXEL_SCALE
+        noise = torch.randn(content.shape, generator=generator) * (0.001 / NEURAL_STYLE_PIXEL_SCALE)
+        return (mean + noise).to(content.device)
     return torch.rand(content.shape, generator=generator).to(content.device)
+
+
+def pixel_scale(settings: GatysSettings, like: torch.Tensor) -> float | torch.Tensor:
+    """``settings.pixel_scale`` as a number, or a (1, 3, 1, 1) tensor on ``like``'s device."""
+    if isinstance(settings.pixel_scale, tuple):
+        return torch.tensor(settings.pixel_scale, dtype=torch.float32, device=like.device).view(1, 3, 1, 1)
+    return settings.pixel_scale
+
+
+def clamp_pixels(pixels: torch.Tensor, scale: float | torch.Tensor) -> None:
+    """Clamp the optimised pixels, in place, to the image's range [0, scale]."""
+    with torch.no_grad():
+        pixels.clamp_(min=0).clamp_(max=scale)
+
+
+def schedule(optimizer: torch.optim.Optimizer, settings: GatysSettings, iteration: int) -> None:
+    """Set the learning rate (and TensorFlow's eps, see ``adam_eps_hat``) for 0-based ``iteration``."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate_at(settings, iteration)
+        if settings.adam_eps_hat and settings.optimizer == "adam":
+            group["eps"] = settings.adam_eps / math.sqrt(1 - settings.adam_betas[1] ** (iteration + 1))
 
 
 def optimize_image(
@@ -502,7 +598,7 @@ def optimize_image(
                 "resume with the same content image and size"
             )
     else:
-        start = settings.pixel_scale * (init_image if init_image is not None else initial_image(content, settings, seed=seed))
+        start = objective.pixel_scale * (init_image if init_image is not None else initial_image(content, settings, seed=seed))
         done = 0
     pixels = start.detach().clone().contiguous().requires_grad_(True)
     optimizer = make_optimizer(pixels, settings)
@@ -513,12 +609,14 @@ def optimize_image(
             raise SettingsError(f"the checkpoint's optimiser state does not fit this run ({error})") from None
     history: list[dict[str, float]] = []
 
+    scale = objective.pixel_scale
     for iteration in range(done, settings.iterations):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(settings, iteration)
+        schedule(optimizer, settings, iteration)
         reported: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
+            if settings.clamp == "closure":  # as the PyTorch tutorial, before every evaluation
+                clamp_pixels(pixels, scale)
             optimizer.zero_grad()
             with speed.running(pixels.device, grad=True):
                 losses = objective(pixels)
@@ -528,10 +626,10 @@ def optimize_image(
             return losses["total"]
 
         optimizer.step(closure)
-        if settings.optimizer != "lbfgs":
-            with torch.no_grad():  # keep pixels valid, as the TensorFlow blog clips each step
-                pixels.clamp_(0, settings.pixel_scale)
-        losses = {key: float(value) for key, value in reported.items()}
+        if settings.clamps_after_step():  # keep pixels valid, as the TensorFlow blog clips each step
+            clamp_pixels(pixels, scale)
+        # one device-to-host copy for all the terms, not one per term (a sync each on a GPU)
+        losses = dict(zip(reported, torch.stack(list(reported.values())).tolist()))
         if not math.isfinite(losses["total"]):
             raise SettingsError(
                 f"the loss became {losses['total']} at iteration {iteration + 1}: "
@@ -543,9 +641,9 @@ def optimize_image(
             def checkpoint(done: int = iteration + 1) -> dict[str, Any]:
                 return {"pixels": pixels.detach(), "optimizer": optimizer.state_dict(), "iteration": done}
 
-            image = (pixels.detach() / settings.pixel_scale).clamp(0, 1)
+            image = (pixels.detach() / scale).clamp(0, 1)
             callback(Progress(iteration + 1, settings.iterations, losses, image, optimizer, checkpoint=checkpoint))
-    return GatysResult((pixels.detach() / settings.pixel_scale).clamp(0, 1), history)
+    return GatysResult((pixels.detach() / scale).clamp(0, 1), history)
 
 
 CHECKPOINT_FORMAT = "painterly optimize checkpoint 1"

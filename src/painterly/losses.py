@@ -17,7 +17,7 @@ from .errors import SettingsError
 
 GramNormalization = Literal["none", "positions", "channels_positions"]
 Reduction = Literal["mean", "sum", "paper"]
-TVKind = Literal["squared", "absolute_mean", "keras"]
+TVKind = Literal["squared", "absolute_mean", "keras", "neural_style"]
 
 
 def _check_features(features: torch.Tensor, name: str = "features") -> None:
@@ -113,9 +113,11 @@ def gram_style_loss(
 def total_variation_loss(image: torch.Tensor, *, kind: TVKind = "squared") -> torch.Tensor:
     """Smoothness of ``image`` (N, C, H, W) from differences of neighbouring pixels.
 
-    ``squared``: sum of dx^2 + dy^2 (jcjohnson/neural-style); ``absolute_mean``:
+    ``squared``: sum of dx^2 + dy^2 over every difference; ``absolute_mean``:
     (mean |dx| + mean |dy|) / 2 (d2l); ``keras``: sum of (dx^2 + dy^2)^1.25 over the pixels
-    that have both neighbours (the Keras example).
+    that have both neighbours (the Keras example); ``neural_style``: 1/2 the sum of dx^2 + dy^2
+    over those pixels, the loss whose gradient jcjohnson/neural-style's TV module back-propagates
+    (it computes no loss value itself, only that gradient).
     """
     _check_features(image, "image")
     dx = image[:, :, :, 1:] - image[:, :, :, :-1]
@@ -126,6 +128,8 @@ def total_variation_loss(image: torch.Tensor, *, kind: TVKind = "squared") -> to
         return 0.5 * (dx.abs().mean() + dy.abs().mean())
     if kind == "keras":
         return (dx[:, :, :-1, :].pow(2) + dy[:, :, :, :-1].pow(2)).pow(1.25).sum()
+    if kind == "neural_style":
+        return 0.5 * (dx[:, :, :-1, :].pow(2).sum() + dy[:, :, :, :-1].pow(2).sum())
     raise ValueError(f"unknown total variation kind {kind!r}")
 
 

@@ -10,7 +10,9 @@ from typing import Any, Callable
 from ..errors import SettingsError
 from ..files import check_writes, same_file
 from ..gatys import (
+    CLAMP_CHOICES,
     DEFAULT_PRESET,
+    INIT_CHOICES,
     POOLINGS,
     PRESETS,
     STYLE_LOSSES,
@@ -61,10 +63,12 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --save-every 100     # writes out.state.pt
   painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
+  painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --lr-decay none --clamp step
   painterly optimize photo.jpg starry_night.jpg -o out.png --style-loss sliced-wasserstein
   painterly optimize photo.jpg starry_night.jpg -o out.png --size 256 --weights random   # the random-features profile
   painterly optimize photo.jpg starry_night.jpg -o out.png --weights random --profile none --pooling avg
-presets:
+presets (each computes what its recipe's code computes as it runs; where the code and its prose
+disagree, the code wins, e.g. d2l's style weight is 1e4, not the 1e3 it writes; docs/presets.md):
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
 
 
@@ -76,6 +80,33 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return value
+
+
+def decay_rate(text: str) -> float:
+    """A learning-rate decay factor > 0; ``none`` is 1, no decay."""
+    return 1.0 if text.lower() == "none" else positive_float(text)
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
+    """Settings the recipes fix in code: clamping, pixel and feature scales, the decay."""
+    parser.add_argument("--clamp", choices=CLAMP_CHOICES,
+                        help="clamp the pixels to the image's range: never, after each step (TensorFlow blog), "
+                        "or before every loss evaluation, L-BFGS's too (PyTorch tutorial); auto: after each step "
+                        "for Adam and SGD, never for L-BFGS (default: the preset's)")
+    parser.add_argument("--pixel-scale", type=positive_float, nargs="+", metavar="S",
+                        help="optimise the [0, 1] image times S (one number, or one per channel R G B): the "
+                        "recipe's pixel space, in which its learning rate and TV weight are meant")
+    parser.add_argument("--feature-scale", type=positive_float, metavar="S",
+                        help="multiply the encoder's features by S (255 x 0.226 makes torchvision's VGG speak "
+                        "Caffe's magnitudes)")
+    parser.add_argument("--lr-decay", type=decay_rate, metavar="RATE",
+                        help="multiply the learning rate by RATE every --lr-decay-every steps; 'none' (or 1) "
+                        "switches a preset's decay off")
+    parser.add_argument("--lr-decay-every", type=non_negative_int, metavar="N", help="steps per decay (0: never)")
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int | None = None,
@@ -107,7 +138,9 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     parser.add_argument("--style-layers", nargs="+", metavar="LAYER", help="e.g. relu1_1 relu2_1 relu3_1")
     parser.add_argument("--optimizer", choices=("lbfgs", "adam", "sgd"), help="default: the preset's")
     parser.add_argument("--learning-rate", type=non_negative_float, help="default: the preset's")
-    parser.add_argument("--init", help="start from 'content', 'noise', or an image file (default: the preset's)")
+    parser.add_argument("--init", help="start from 'content', 'noise' (uniform), 'gaussian' (neural-style's: the mean "
+                        "colour plus tiny Gaussian noise), or an image file (default: the preset's)")
+    add_fidelity_arguments(parser)
     add_preserve_color_argument(parser)
     parser.add_argument("--transfer-color-only", action="store_true",
                         help="the opposite: keep the content's luminance (detail, shading) and take only the "
@@ -165,7 +198,7 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
     keywords; ``style_paths`` are the style arguments already expanded (:func:`expand_inputs`);
     huge JPEG styles are read reduced towards ``style_size`` (:func:`load_image`)."""
     init_image, init = None, args.init
-    if init not in (None, "content", "noise"):
+    if init not in (None, *INIT_CHOICES):
         init_image, init = load_image(init), None
     return {
         "style": [load_image(path, reduce_to=style_size) for path in style_paths],
@@ -188,6 +221,12 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "init": init,
+        "clamp": args.clamp,
+        "pixel_scale": None if args.pixel_scale is None else (
+            args.pixel_scale[0] if len(args.pixel_scale) == 1 else tuple(args.pixel_scale)),
+        "feature_scale": args.feature_scale,
+        "lr_decay": args.lr_decay,
+        "lr_decay_every": args.lr_decay_every,
         "preserve_color": args.preserve_color,
         "transfer_color_only": args.transfer_color_only or None,
         "style_scale": args.style_scale,
