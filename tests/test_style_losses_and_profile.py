@@ -4,7 +4,7 @@ import pytest
 
 from painterly import profiles
 from painterly.errors import SettingsError
-from painterly.gatys import GatysSettings, STYLE_LOSSES, optimize
+from painterly.gatys import GatysSettings, STYLE_LOSSES, get_preset, optimize
 from painterly.images import read_metadata
 from painterly.weights import choose_weights
 
@@ -79,7 +79,8 @@ def test_random_weights_get_the_profile_and_record_it():
             assert getattr(result.settings, key) == value, key
     plain = optimize(content, style, iterations=1, profile="none", **small)
     assert plain.profile is None and plain.metadata()["profile"] is None
-    assert plain.settings.init == "noise" and plain.settings.tv_weight == 1e-3  # gatys2016's recipe values
+    recipe = get_preset("gatys2016")
+    assert (plain.settings.init, plain.settings.tv_weight) == (recipe.init, recipe.tv_weight)  # the recipe's values
     mine = optimize(content, style, iterations=1, tv_weight=0.25, **small)
     assert mine.profile == profiles.RANDOM_FEATURES and mine.settings.tv_weight == 0.25
     # A settings object built by the caller is used as given.
