@@ -171,5 +171,10 @@ def test_demo_runs_offline(tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "demo"), "--size", "48", "--iterations", "3", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "seeded random" in result.stderr and "bundled decoder" in result.stderr
-    assert (tmp_path / "demo" / "shipwreck_starry_night.png").is_file()
+    assert "random-features profile" in result.stderr
+    output = tmp_path / "demo" / "shipwreck_starry_night.png"
+    assert output.is_file()
     assert (tmp_path / "demo" / "shipwreck_starry_night_adain.png").is_file()  # AdaIN runs offline too
+    # The demo has no settings of its own for random weights: the library's profile decides.
+    metadata = read_metadata(output)
+    assert metadata["profile"] == "random-features" and metadata["iterations"] == 3

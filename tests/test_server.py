@@ -142,6 +142,7 @@ def test_upload_over_the_cap_is_413() -> None:
         (None, {"preserve_color": "maybe"}, "preserve_color must be one of none, luminance, match"),
         (None, {"method": "deepdream"}, "unknown method"),
         (None, {"preset": "nope"}, "unknown preset"),
+        (None, {"style_loss": "l2"}, "unknown style_loss 'l2'"),
         (None, {"style_weights": "1 2"}, "2 style weights given for 1 style images"),
         (None, {"style_weights": "nan"}, "finite"),
     ],
@@ -186,6 +187,7 @@ def test_a_job_runs_to_completion() -> None:
         assert image.size == preview.size == (32, 21)
         assert image.text["iterations"] == "3" and image.text["seed"] == "5"
         assert image.text["preserve_color"] == "luminance"
+        assert image.text["profile"] == "random-features"  # offline, the studio paints with the profile too
         assert image.text["style"] == '["style0.png", "starry_night.jpg"]'
         start = np.asarray(make_scene(48, 32).resize((32, 21), Image.Resampling.LANCZOS), dtype=float)
         assert np.abs(np.asarray(image, dtype=float) - start).mean() > 0.5  # it was repainted
@@ -200,6 +202,16 @@ def test_a_job_runs_to_completion() -> None:
         assert client.get(f"/api/jobs/{job['id']}/result").status_code == 404
         assert not list(folder.iterdir())
     assert not folder.exists()  # the results folder goes with the app
+
+
+def test_the_style_loss_field_reaches_the_optimisation() -> None:
+    with studio() as client:
+        job = post_job(client, size=32, iterations=1, style_loss="histogram").json()
+        status = wait(client, job["id"])
+        assert status["status"] == "done", status["error"]
+        assert status["settings"]["style_loss"] == "histogram"
+        image = Image.open(io.BytesIO(client.get(status["result_url"]).content))
+        assert image.text["style_loss"] == "histogram" and image.text["profile"] == "random-features"
 
 
 def test_full_queue_429_cancelling_and_eviction() -> None:

@@ -37,7 +37,8 @@ def test_sweep_renders_the_stated_grid(scene_path, stripes_path, tmp_path):
     sheet_path = tmp_path / "sheet.png"
     result = run_cli("sweep", str(scene_path), str(stripes_path), "-o", str(sheet_path), "--size", "32", "--iterations", "4",
                      "--weights", "random", "--quiet", "--content-layers", "relu2_1", "--style-layers", "relu1_1", "relu2_1",
-                     "--init", "content", "--param", "style_weight", "1", "1e5", "1e7", "--param2", "style-scale", "0.75", "1.5")
+                     "--init", "content", "--param", "style_weight", "1", "1e5", "1e7", "--param2", "style-scale", "0.75", "1.5",
+                     "--profile", "none")  # the recipe's weight scale, not the random-features profile's
     assert result.returncode == 0, result.stderr
     assert "2 rows x 3 columns" in result.stderr
     sheet = Image.open(sheet_path).convert("RGB")

@@ -98,11 +98,16 @@ class ReflectionPad2d(nn.ReflectionPad2d):
 class VGG19Encoder(nn.Module):
     """VGG-19 features up to ``last_layer``; ``forward`` returns a dict of the requested layers."""
 
-    def __init__(self, *, flavour: str = "torchvision", last_layer: str = "relu5_1") -> None:
+    def __init__(self, *, flavour: str = "torchvision", last_layer: str = "relu5_1", pooling: str = "max") -> None:
         super().__init__()
         if flavour not in ("torchvision", "normalised"):
             raise ValueError(f"unknown flavour {flavour!r}")
+        if pooling not in ("max", "avg"):
+            raise SettingsError(f"unknown pooling {pooling!r}: choose max or avg")
         self.flavour = flavour
+        #: ``avg`` replaces every max pooling by average pooling, as Gatys et al. 2016 did: the
+        #: weights stay the same, the features change.
+        self.pooling = pooling
         self.last_layer = deepest_layer([last_layer])
         self.layer_names = LAYER_NAMES[: LAYER_NAMES.index(self.last_layer) + 1]
         self.convs = nn.ModuleDict()
@@ -135,6 +140,8 @@ class VGG19Encoder(nn.Module):
                 x = self.convs[name](self.pad(x))
             elif name.startswith("relu"):
                 x = F.relu(x)
+            elif self.pooling == "avg":
+                x = F.avg_pool2d(x, 2, ceil_mode=normalised)
             else:
                 x = F.max_pool2d(x, 2, ceil_mode=normalised)
             if name in wanted:
@@ -174,9 +181,10 @@ def load_encoder(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    pooling: str = "max",
 ) -> tuple[VGG19Encoder, str]:
     """Build a frozen encoder from a registry name or a weight file; returns it and its label."""
     state, layout, label = load_weights(weights, role="encoder", seed=seed, progress=progress)
-    encoder = VGG19Encoder(flavour=layout, last_layer=last_layer)
+    encoder = VGG19Encoder(flavour=layout, last_layer=last_layer, pooling=pooling)
     encoder.load_vgg_state_dict(state, name=label)
     return encoder.to(device), label

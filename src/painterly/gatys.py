@@ -49,15 +49,22 @@ from .errors import PainterlyError, SettingsError
 from .files import load_torch, save_torch
 from .images import MIN_SIZE, check_min_side, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
+    channel_mean_std,
     content_loss,
     gram_matrix,
     gram_style_loss,
+    masked_channel_mean_std,
     masked_gram_matrix,
+    mean_std_distance,
     normalized_weights,
+    quantile_loss,
+    random_projections,
+    sorted_projections,
     temporal_loss,
     total_variation_loss,
 )
 from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
+from .profiles import profile_changes, resolve_profile
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
@@ -73,6 +80,11 @@ INIT_CHOICES = ("content", "noise", "gaussian")
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 CLAMP_CHOICES = ("auto", "never", "step", "closure")
 STANDARD_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: What each style layer's statistics are compared by (:mod:`painterly.losses`).
+STYLE_LOSSES = ("gram", "mean-std", "sliced-wasserstein", "histogram")
+#: Style losses whose statistics can be taken inside a mask (guided statistics).
+MASKABLE_STYLE_LOSSES = ("gram", "mean-std")
+POOLINGS = ("max", "avg")
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,17 @@ class GatysSettings:
     #: Steps of curvature history L-BFGS keeps (neural-style's ``-lbfgs_num_correction``; 100,
     #: torch's and optim.lbfgs's default). Each holds two image-sized tensors.
     lbfgs_history: int = 100
+    #: ``gram`` (Gatys et al.), ``mean-std`` (channel means and stds, as AdaIN's loss),
+    #: ``sliced-wasserstein`` (Heitz et al. 2021) or ``histogram`` (Risser et al. 2017).
+    style_loss: str = "gram"
+    #: One weight per style layer, multiplying that layer's style term (empty: 1 for every layer).
+    style_layer_weights: tuple[float, ...] = ()
+    #: Calibrate every layer on the content image (once per scale; deterministic): features are
+    #: divided by their root mean square there, and each style layer's term by the content
+    #: image's own style loss at that layer, so every layer and every style loss starts at 1.
+    calibrate_layers: bool = False
+    #: The encoder's 2x2 pooling: ``max`` (torchvision's VGG) or ``avg`` (Gatys et al. 2016).
+    pooling: str = "max"
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -166,6 +189,14 @@ class GatysSettings:
             raise SettingsError(f"iterations_per_scale must all be at least 1, got {list(self.iterations_per_scale)}")
         if self.lbfgs_history < 1:
             raise SettingsError(f"lbfgs_history must be at least 1, got {self.lbfgs_history}")
+        if self.style_loss not in STYLE_LOSSES:
+            raise SettingsError(f"unknown style_loss {self.style_loss!r}: choose {', '.join(STYLE_LOSSES)}")
+        if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
+            raise SettingsError(f"{len(self.style_layer_weights)} style_layer_weights given for {len(self.style_layers)} style layers")
+        if any(not (w >= 0 and math.isfinite(w)) for w in self.style_layer_weights):
+            raise SettingsError(f"style_layer_weights must be finite numbers >= 0, got {list(self.style_layer_weights)}")
+        if self.pooling not in POOLINGS:
+            raise SettingsError(f"unknown pooling {self.pooling!r}: choose {', '.join(POOLINGS)}")
 
     def _check_fidelity_settings(self) -> None:
         if self.init not in INIT_CHOICES:
@@ -342,11 +373,15 @@ class GatysResult:
 class GatysObjective:
     """The loss of one run: targets computed once from the content and style images.
 
-    Without masks the style target of each layer is the blend sum_k w_k G_k of the styles'
-    Gram matrices. With ``masks`` (one (1, 1, H, W) soft mask per style, the content's size)
-    each style has its own term, weighted by w_k: the output's guided Gram matrix inside the
-    style's region (:func:`painterly.losses.masked_gram_matrix`, the mask shrunk to each layer
-    by area averaging) against the Gram matrix of the whole style image (Gatys et al. 2017).
+    Each style layer compares a statistic of the output's features with a target, by
+    ``settings.style_loss``: the Gram matrix, the channel means and stds, or the sorted 1-D
+    projections (sliced Wasserstein: seeded random directions; histogram: the channels). Without
+    masks the target is the blend sum_k w_k T_k of the styles' statistics (for the sorted
+    projections, quantile functions resampled to the output's positions: a blend of quantile
+    functions is the 1-D Wasserstein barycentre). With ``masks`` (one (1, 1, H, W) soft mask per
+    style, the content's size; Gram and mean-std only) each style has its own term, weighted by
+    w_k: the output's statistics inside the style's region (the mask shrunk to each layer by
+    area averaging) against those of the whole style image (Gatys et al. 2017).
     """
 
     def __init__(
@@ -358,31 +393,58 @@ class GatysObjective:
         *,
         style_weights: Sequence[float] | None = None,
         masks: Sequence[torch.Tensor] | None = None,
+        seed: int = 0,
     ) -> None:
         self.encoder = encoder
         self.settings = settings
         self.pixel_scale = pixel_scale(settings, content)
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.style_layers = tuple(dict.fromkeys(settings.style_layers))
+        weights = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
+        self.layer_weights = dict(zip(settings.style_layers, weights))
         blend = normalized_weights(style_weights, len(styles))
         if masks is not None and len(masks) != len(styles):
             raise SettingsError(f"{len(masks)} masks given for {len(styles)} style images")
+        if masks is not None and settings.style_loss not in MASKABLE_STYLE_LOSSES:
+            raise SettingsError(f"masks work with the {' and '.join(MASKABLE_STYLE_LOSSES)} style losses, "
+                                f"not {settings.style_loss}: its statistics are not taken inside a region")
         for mask in masks or ():
             if mask.dim() != 4 or mask.shape[:2] != (1, 1) or mask.shape[-2:] != content.shape[-2:]:
                 raise SettingsError(f"mask shape {tuple(mask.shape)} does not match the content's {tuple(content.shape[-2:])}")
-        #: One entry per style term: (weight, {layer: target Gram}, {layer: mask} or None).
+        self.calibration: dict[str, float] = {}
+        #: One entry per style term: (weight, {layer: target statistics}, {layer: mask} or None).
         self.style_terms: list[tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]] = []
         with torch.no_grad():
+            if settings.calibrate_layers:
+                # Per-layer scale from the content image: deterministic, and every layer's
+                # features then have a root mean square of 1 on it.
+                raw = self.encoder(content, self.layers)
+                self.calibration = {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
             features = self._features(content)
+            self.positions = {layer: features[layer].shape[-2] * features[layer].shape[-1] for layer in self.style_layers}
+            self.projections = {}
+            if settings.style_loss == "sliced-wasserstein":
+                self.projections = {
+                    layer: random_projections(features[layer].shape[1], features[layer].shape[1], seed=seed + index,
+                                              dtype=features[layer].dtype).to(content.device)
+                    for index, layer in enumerate(self.style_layers)
+                }
             self.content_targets = {layer: features[layer] for layer in settings.content_layers}
-            grams = [self._grams(style) for style in styles]
+            targets = [self._targets(self._features(style)) for style in styles]
             if masks is None:
-                blended = {layer: sum(w * g[layer] for w, g in zip(blend, grams)) for layer in self.style_layers}
+                blended = {layer: sum(w * t[layer] for w, t in zip(blend, targets)) for layer in self.style_layers}
                 self.style_terms.append((1.0, blended, None))
             else:
-                for weight, gram, mask in zip(blend, grams, masks):
+                for weight, target, mask in zip(blend, targets, masks):
                     shrunk = {layer: F.adaptive_avg_pool2d(mask, features[layer].shape[-2:]) for layer in self.style_layers}
-                    self.style_terms.append((weight, gram, shrunk))
+                    self.style_terms.append((weight, target, shrunk))
+            #: Each style layer's term is divided by this (1 unless calibrated).
+            self.style_norms = {layer: 1.0 for layer in self.style_layers}
+            if settings.calibrate_layers:
+                # The content image's own style loss at each layer: every layer then starts at 1
+                # whatever its size, depth or loss, so style_weight means the same for all losses.
+                self.style_norms = {layer: max(float(self._layer_style_loss(features, layer, content * self.pixel_scale)), 1e-12)
+                                    for layer in self.style_layers}
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
@@ -390,12 +452,30 @@ class GatysObjective:
         # a Gram sums H W products and the losses differences of nearly equal numbers.
         features = {name: value.float() if value.dtype in LOW_PRECISION else value for name, value in features.items()}
         scale = self.settings.feature_scale
+        if self.calibration:
+            return {name: value / self.calibration[name] for name, value in features.items()}
         return {name: value * scale for name, value in features.items()} if scale != 1 else features
 
-    def _grams(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self._features(style)
-        with torch.autocast(style.device.type, enabled=False):
-            return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
+    def _statistics(self, features: torch.Tensor, layer: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The statistics ``style_loss`` compares at ``layer`` (inside ``mask`` when given)."""
+        s = self.settings
+        if s.style_loss == "gram":
+            if mask is None:
+                return gram_matrix(features, normalization=s.gram_normalization)
+            return masked_gram_matrix(features, mask, normalization=s.gram_normalization)
+        if s.style_loss == "mean-std":
+            return torch.stack(channel_mean_std(features) if mask is None else masked_channel_mean_std(features, mask))
+        return sorted_projections(features, self.projections.get(layer))
+
+    def _targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with torch.autocast(next(iter(features.values())).device.type, enabled=False):  # statistics in float32
+            targets = {layer: self._statistics(features[layer], layer) for layer in self.style_layers}
+        if self.settings.style_loss in ("sliced-wasserstein", "histogram"):
+            # Quantile functions resampled to the output's positions once, so they blend and
+            # each step compares sorted values directly.
+            targets = {layer: F.interpolate(t, size=self.positions[layer], mode="linear", align_corners=True)
+                       for layer, t in targets.items()}
+        return targets
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses of the image ``pixels`` (in the recipe's pixel space)."""
@@ -417,8 +497,10 @@ class GatysObjective:
             for layer, target in self.content_targets.items()
         )
         style = sum(
-            weight * self._style_term(seen(layer, weight * style_w), targets[layer], None if masks is None else masks[layer], pixels)
-            for weight, targets, masks in self.style_terms
+            self.layer_weights[layer] / self.style_norms[layer] * self._layer_style_loss(
+                features, layer, pixels,
+                strength=style_w * self.layer_weights[layer] / self.style_norms[layer] if s.normalize_gradients else None,
+            )
             for layer in self.style_layers
         )
         tv = total_variation_loss(pixels, kind=s.tv_kind) if s.tv_weight else pixels.new_zeros(())
@@ -426,19 +508,32 @@ class GatysObjective:
         losses["total"] = losses["content"] + losses["style"] + losses["tv"]
         return losses
 
+    def _layer_style_loss(self, features: dict[str, torch.Tensor], layer: str, pixels: torch.Tensor, *,
+                          strength: float | None = None) -> torch.Tensor:
+        """sum_k w_k L_style(features at ``layer``, style k's target), over the style terms; with
+        ``strength`` (the term's weight before w_k), each term's gradient is normalised to it."""
+
+        def seen(weight: float) -> torch.Tensor:
+            return features[layer] if strength is None else normalized_gradient(features[layer], weight * strength)
+
+        return sum(
+            weight * self._style_term(seen(weight), layer, targets[layer], None if masks is None else masks[layer], pixels)
+            for weight, targets, masks in self.style_terms
+        )
+
     def _style_term(
-        self, features: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, pixels: torch.Tensor
+        self, features: torch.Tensor, layer: str, target: torch.Tensor, mask: torch.Tensor | None, pixels: torch.Tensor
     ) -> torch.Tensor:
         s = self.settings
-        if mask is None:
-            gram = gram_matrix(features, normalization=s.gram_normalization)
-        else:
-            gram = masked_gram_matrix(features, mask, normalization=s.gram_normalization)
+        statistics = self._statistics(features, layer, mask)
+        if s.style_loss == "mean-std":
+            return mean_std_distance((statistics[0], statistics[1]), (target[0], target[1]))
+        if s.style_loss != "gram":
+            return quantile_loss(statistics, target)
         if s.style_reduction == "keras":
             pixel_count = pixels.shape[-1] * pixels.shape[-2]
-            return gram_style_loss(gram, target, reduction="paper", channels=3, positions=pixel_count)
-        positions = features.shape[-1] * features.shape[-2]
-        return gram_style_loss(gram, target, reduction=s.style_reduction, positions=positions)
+            return gram_style_loss(statistics, target, reduction="paper", channels=3, positions=pixel_count)
+        return gram_style_loss(statistics, target, reduction=s.style_reduction, positions=self.positions[layer])
 
 
 class _NormalizedGradient(torch.autograd.Function):
@@ -554,7 +649,7 @@ def optimize_image(
         raise SettingsError(f"init image shape {tuple(init_image.shape)} differs from the content's {tuple(content.shape)}")
     torch.manual_seed(seed)
     with speed.running(content.device, grad=True):
-        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks)
+        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks, seed=seed)
     if resume is not None:
         start, done = resume["pixels"].to(content), int(resume["iteration"])
         if start.shape != content.shape:
@@ -724,9 +819,11 @@ class OptimizationResult:
     precision: str = "float32"
     #: The preset the settings started from (None: given as ``settings`` or by a checkpoint).
     preset: str | None = None
+    #: The settings profile applied (:mod:`painterly.profiles`), None for the preset's own values.
+    profile: str | None = None
 
     def metadata(self) -> dict[str, Any]:
-        """Settings, seed and weights, for the PNG's text chunks (read back whole by
+        """Settings, seed, weights and profile, for the PNG's text chunks (read back whole by
         :meth:`GatysSettings.from_dict` and :func:`painterly.reproduce`)."""
         return {
             "painterly.method": "optimize",
@@ -736,6 +833,7 @@ class OptimizationResult:
             "seed": self.seed,
             "weights": self.weights,
             "precision": self.precision,
+            "profile": self.profile,
         }
 
 
@@ -752,6 +850,7 @@ def optimize(
     masks: Sequence[Image.Image] | None = None,
     init_image: Image.Image | None = None,
     resume: str | os.PathLike | Mapping[str, Any] | None = None,
+    profile: str = "auto",
     seed: int = 0,
     device: str | torch.device = "auto",
     speed: SpeedSettings = GATYS_SPEED,
@@ -769,6 +868,14 @@ def optimize(
     preset's pretrained weights if cached or downloadable, else seeded random ones
     (``weights_note`` in the result says so).
 
+    * ``profile``: ``auto`` (default) applies :mod:`painterly.profiles`' ``random-features``
+      settings when the weights turn out random (chosen or fallen back to), the preset's own
+      values otherwise (not when ``settings`` is given: that is used as given); ``none`` keeps
+      the preset's. Keywords given always win over a profile,
+      and the result (``profile``, and its metadata) records which applied.
+    * ``style_loss``: ``gram`` (the presets'), ``mean-std``, ``sliced-wasserstein`` or
+      ``histogram`` (:mod:`painterly.losses`); ``calibrate_layers``, ``style_layer_weights``
+      and ``pooling`` (``avg``, as Gatys et al.) are the other levers the profile uses.
     * Several styles blend with ``style_weights`` (normalised to sum 1; equal by default).
     * Style images are resized so their longer side is ``style_scale`` times the output's.
     * ``masks``: one greyscale (soft) mask per style, the content's size; each style's Gram
@@ -791,32 +898,38 @@ def optimize(
       short-term temporal loss; both are resized to every scale (:func:`painterly.video.optimize_video`).
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
-    settings_given = settings
+    explicit = {"size": size, "iterations": iterations, **overrides}
+    settings_given = settings is not None
     if checkpoint is not None:
         base = settings if settings is not None else GatysSettings.from_dict(checkpoint["settings"])
-        seed, weights = checkpoint["seed"], checkpoint["weights"]
+        seed, weights, profile = checkpoint["seed"], checkpoint["weights"], checkpoint.get("profile") or "none"
     else:
         base = settings if settings is not None else get_preset(preset)
-    settings = base.updated(size=size, iterations=iterations, **overrides)
+    settings = base.updated(**explicit)
     styles = [style] if isinstance(style, Image.Image) else list(style)
     digests = input_digests(content, styles, masks, init_image)
     if checkpoint is not None:
         _check_resumable(settings, checkpoint)
         _check_same_inputs(checkpoint.get("inputs"), digests)
+    device = resolve_device(device)
+    spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
+    # A settings object the caller built is taken as given; "auto" replaces presets' values only.
+    profile_name = resolve_profile("none" if settings_given and profile == "auto" else profile, spec)
+    if checkpoint is None and profile_name is not None:  # a checkpoint's settings have it already
+        settings = base.updated(**profile_changes(profile_name, explicit)).updated(**explicit)
     blend = normalized_weights(style_weights, len(styles))
     mask_images = _check_masks(masks, content, len(styles))
     sizes, counts = settings.scale_sizes(), settings.scale_iterations()
     for scale_size in (sizes[0], sizes[-1]):
         check_size(scale_size)
         check_size(round(settings.style_scale * scale_size), what=f"style size (style_scale {settings.style_scale} x {scale_size} px)")
-    device = resolve_device(device)
-    spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
     layer = deepest_layer(settings.content_layers + settings.style_layers)
     output_size = resize_longer_side(content, sizes[-1]).size
     # Refuse what cannot fit before loading weights, rather than dying out of memory midway.
     plan_memory("gatys", height=output_size[1], width=output_size[0], device=device,
                 layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
-    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
+    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress,
+                                  pooling=settings.pooling)
     _check_sides(content, styles, sizes, settings.style_scale, smallest_input_side(flavour=encoder.flavour, last_layer=layer))
     encoder = speed.prepare(encoder)
     precision = resolve_precision(speed.precision, device)
@@ -861,6 +974,7 @@ def optimize(
                     "settings": settings.to_dict(),
                     "seed": seed,
                     "weights": str(spec),
+                    "profile": profile_name,
                     "scale": scale,
                     "history": list(history),
                     "inputs": digests,
@@ -886,5 +1000,6 @@ def optimize(
     output = restore_colors(image, content_tensor, settings.preserve_color)
     if settings.transfer_color_only:
         output = keep_luminance(output, content_tensor)
-    preset_name = preset if settings_given is None and checkpoint is None else None
-    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision, preset_name)
+    preset_name = preset if not settings_given and checkpoint is None else None
+    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision,
+                              preset_name, profile_name)

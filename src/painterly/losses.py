@@ -11,6 +11,7 @@ import math
 from typing import Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .errors import SettingsError
 
@@ -52,8 +53,7 @@ def masked_gram_matrix(
     shrink with its area (Gatys et al. 2017, "Controlling Perceptual Factors").
     """
     _check_features(features)
-    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != features.shape[-2:]:
-        raise ValueError(f"mask must have shape (N, 1, {features.shape[2]}, {features.shape[3]}), got {tuple(mask.shape)}")
+    _check_mask(features, mask)
     n, c, h, w = features.shape
     flat = (features * mask).reshape(n, c, h * w)
     gram = flat @ flat.transpose(1, 2)
@@ -145,7 +145,12 @@ def channel_mean_std(features: torch.Tensor, *, eps: float = 1e-5) -> tuple[torc
 
 
 def mean_std_style_loss(input: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-5) -> torch.Tensor:
-    """AdaIN's style loss at one layer: MSE of channel means plus MSE of channel stds."""
+    """AdaIN's style loss at one layer (Huang and Belongie 2017), also ``--style-loss mean-std``:
+
+        L = 1/C sum_c (mu_c(F) - mu_c(F'))^2 + 1/C sum_c (sigma_c(F) - sigma_c(F'))^2
+
+    (MSE of channel means plus MSE of channel stds, :func:`channel_mean_std`).
+    """
     if input.shape[:2] != target.shape[:2]:
         raise ValueError(f"batch and channels differ: {tuple(input.shape)} vs {tuple(target.shape)}")
     input_mean, input_std = channel_mean_std(input, eps=eps)
@@ -160,6 +165,113 @@ def temporal_loss(image: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     if image.shape != target.shape or mask.shape[-2:] != image.shape[-2:]:
         raise ValueError(f"image {tuple(image.shape)}, target {tuple(target.shape)}, mask {tuple(mask.shape)} differ")
     return (mask * (image - target) ** 2).mean()
+
+
+def masked_channel_mean_std(
+    features: torch.Tensor, mask: torch.Tensor, *, eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and std over positions weighted by a soft ``mask`` (N, 1, H, W), each (N, C, 1, 1).
+
+    mu = sum_m w_m F_m / sum_m w_m, sigma = sqrt(sum_m w_m (F_m - mu)^2 / sum_m w_m + eps): the
+    statistics of a region, independent of its area (as :func:`masked_gram_matrix`'s).
+    """
+    _check_features(features)
+    _check_mask(features, mask)
+    total = mask.sum(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+    mean = (features * mask).sum(dim=(2, 3), keepdim=True) / total
+    var = ((features - mean).pow(2) * mask).sum(dim=(2, 3), keepdim=True) / total
+    return mean, (var + eps).sqrt()
+
+
+def mean_std_distance(
+    input: tuple[torch.Tensor, torch.Tensor], target: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """mean_c (mu_c - mu'_c)^2 + mean_c (sigma_c - sigma'_c)^2 between two (mean, std) pairs."""
+    if input[0].shape != target[0].shape or input[1].shape != target[1].shape:
+        raise ValueError(f"statistics shapes differ: {tuple(input[0].shape)} vs {tuple(target[0].shape)}")
+    return (input[0] - target[0]).pow(2).mean() + (input[1] - target[1]).pow(2).mean()
+
+
+def _check_mask(features: torch.Tensor, mask: torch.Tensor) -> None:
+    if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[-2:] != features.shape[-2:]:
+        raise ValueError(f"mask must have shape (N, 1, {features.shape[2]}, {features.shape[3]}), got {tuple(mask.shape)}")
+
+
+def random_projections(channels: int, count: int, *, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``count`` seeded random unit directions in feature space, as the columns of a (C, K) matrix."""
+    if channels < 1 or count < 1:
+        raise ValueError(f"channels and count must be at least 1, got {channels} and {count}")
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn((channels, count), generator=generator, dtype=torch.float64)
+    return (directions / directions.norm(dim=0, keepdim=True)).to(dtype)
+
+
+def sorted_projections(features: torch.Tensor, projections: torch.Tensor | None = None) -> torch.Tensor:
+    """The features projected on each column v_k of ``projections`` (C, K), sorted over positions:
+    (N, K, H W). Without projections, each channel's values sorted: (N, C, H W).
+
+    These are the empirical quantile functions of the 1-D marginals, the targets of
+    :func:`quantile_loss` (computed once per style image).
+    """
+    _check_features(features)
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    if projections is not None:
+        if projections.dim() != 2 or projections.shape[0] != c:
+            raise ValueError(f"projections must have shape ({c}, K), got {tuple(projections.shape)}")
+        flat = projections.transpose(0, 1).to(flat.dtype) @ flat
+    return flat.sort(dim=-1).values
+
+
+def quantile_loss(input_sorted: torch.Tensor, target_sorted: torch.Tensor) -> torch.Tensor:
+    """mean_{k, i} (x_(i),k - Q_k((i - 1/2) / M))^2: squared 1-D Wasserstein-2 distances between
+    sorted samples (N, K, M) and a target's sorted samples (N, K, M'), averaged over the K marginals.
+
+    When M' != M the target's quantile function is resampled to M points by linear
+    interpolation, so style and output may have different sizes.
+    """
+    if input_sorted.dim() != 3 or target_sorted.dim() != 3 or input_sorted.shape[:2] != target_sorted.shape[:2]:
+        raise ValueError(f"sorted samples must be (N, K, M) with the same N and K, got "
+                         f"{tuple(input_sorted.shape)} and {tuple(target_sorted.shape)}")
+    m = input_sorted.shape[-1]
+    if target_sorted.shape[-1] != m:
+        target_sorted = F.interpolate(target_sorted, size=m, mode="linear", align_corners=True)
+    return (input_sorted - target_sorted.to(input_sorted.dtype)).pow(2).mean()
+
+
+def sliced_wasserstein_loss(input: torch.Tensor, target: torch.Tensor, *, projections: torch.Tensor) -> torch.Tensor:
+    """Sliced Wasserstein style loss (Heitz et al. 2021) between feature maps (N, C, H, W):
+
+        L = 1/K sum_k 1/M sum_i (sort(v_k^T F)_i - sort(v_k^T F')_i)^2
+
+    with v_k the K unit columns of ``projections`` (:func:`random_projections`). It compares
+    the whole distribution of feature vectors through its 1-D projections, not just its second
+    moments. We depart from the paper in keeping the seeded projections fixed through a run
+    (Heitz et al. draw new ones at every step), which keeps the objective L-BFGS descends fixed.
+    """
+    _check_features(input)
+    _check_features(target, "target")
+    if input.shape[:2] != target.shape[:2]:
+        raise ValueError(f"batch and channels differ: {tuple(input.shape)} vs {tuple(target.shape)}")
+    return quantile_loss(sorted_projections(input, projections), sorted_projections(target, projections))
+
+
+def histogram_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Histogram loss (Risser, Wilmot and Barnes 2017) between feature maps (N, C, H, W):
+
+        L = 1/(C M) sum_c || F_c - R(F_c) ||^2
+
+    where R(F_c) remaps channel c's values so that their histogram is the target's (histogram
+    matching), treated as a constant. We match exactly by rank (R(F_c)_i is the target's
+    quantile at F_c,i's rank) rather than through 256-bin histograms, so L equals the mean
+    squared difference of sorted values, :func:`quantile_loss` on the channels. Unlike the
+    paper we use it alone; Risser et al. add it to the Gram loss.
+    """
+    _check_features(input)
+    _check_features(target, "target")
+    if input.shape[:2] != target.shape[:2]:
+        raise ValueError(f"batch and channels differ: {tuple(input.shape)} vs {tuple(target.shape)}")
+    return quantile_loss(sorted_projections(input), sorted_projections(target))
 
 
 def normalized_weights(weights: Sequence[float] | None, count: int) -> list[float]:

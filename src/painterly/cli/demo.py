@@ -15,6 +15,7 @@ from ..images import load_image, resize_longer_side, save_image
 from ..reproduce import describe_inputs
 from ..weights import choose_weights
 from .common import OptimizationProgress, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+from .optimize import ScaleProgress
 from .sweep import contact_sheet
 
 EXAMPLES = """\
@@ -43,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-o", "--output-dir", default="painterly-demo", help="folder for the results (default: painterly-demo)")
     parser.add_argument("--size", type=positive_int, default=192, help="longer side in pixels (default: 192)")
-    parser.add_argument("--iterations", type=positive_int, default=100, help="L-BFGS iterations (default: 100)")
+    parser.add_argument("--iterations", type=positive_int,
+                        help="L-BFGS iterations at each scale (default: 100 with pretrained weights; with random "
+                        "ones, the random-features profile's)")
     parser.add_argument("--gallery", action="store_true",
                         help="instead, write gallery_adain.jpg and gallery_optimize.jpg: every bundled photo in "
                         "the style of four bundled paintings (about 15 minutes on 2 CPU cores)")
@@ -61,17 +64,20 @@ def run(args: argparse.Namespace) -> int:
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
         info(note)
-    # A short run reads best started from the content. Random features are not ImageNet's and
-    # respond differently to smoothing: the recipe's TV weight blurs them, so use less.
-    extra = {"init": "content", **({"tv_weight": 1e-5} if weights == "random" else {})}
-    info(f"optimisation with {'pretrained VGG-19' if weights != 'random' else 'seeded random VGG-19'} weights")
-    bar = OptimizationProgress(quiet=args.quiet, description="demo")
+    # A short run reads best started from the content. With random weights the library's
+    # random-features profile (painterly.profiles) decides the rest, as it does for optimize.
+    pretrained = weights != "random"
+    extra = {"init": "content", "iterations": args.iterations or 100} if pretrained else {"iterations": args.iterations}
+    info(f"optimisation with {'pretrained VGG-19' if pretrained else 'seeded random VGG-19'} weights")
+    bar = ScaleProgress(quiet=args.quiet, description="demo")
     try:
-        result = optimize(content, style, size=args.size, iterations=args.iterations, weights=weights,
-                          seed=args.seed, device=args.device, callback=bar, **extra)
+        result = optimize(content, style, size=args.size, weights=weights, seed=args.seed, device=args.device,
+                          callback=bar, **extra)
     finally:
         bar.close()
     output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
+    if result.profile:
+        info(f"settings: the {result.profile} profile (recorded in the output's metadata)")
     inputs = describe_inputs(content=[example_path(CONTENT)], style=[example_path(STYLE)])
     save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE, "inputs": inputs})
     info(f"wrote {output}")
@@ -116,7 +122,9 @@ def gallery(args: argparse.Namespace) -> int:
 def _optimized(args: argparse.Namespace, photo: Image.Image, painting: Image.Image, weights: str) -> Image.Image:
     bar = OptimizationProgress(quiet=args.quiet, description="gallery")
     try:
-        return optimize(photo, painting, size=args.size, iterations=args.iterations, weights=weights,
+        # With random weights the random-features profile sets the length, as in run().
+        iterations = args.iterations or (None if weights == "random" else 100)
+        return optimize(photo, painting, size=args.size, iterations=iterations, weights=weights,
                         seed=args.seed, device=args.device, callback=bar).image
     finally:
         bar.close()

@@ -13,7 +13,9 @@ from ..gatys import (
     CLAMP_CHOICES,
     DEFAULT_PRESET,
     INIT_CHOICES,
+    POOLINGS,
     PRESETS,
+    STYLE_LOSSES,
     GatysSettings,
     Progress,
     get_preset,
@@ -31,6 +33,7 @@ from ..images import (
 )
 from ..errors import SettingsError
 from ..performance import GATYS_SPEED
+from ..profiles import PROFILE_CHOICES, RANDOM_FEATURES
 from ..plotting import plot_losses
 from ..reproduce import describe_inputs, weight_file_inputs
 from ..temporal import FLOW_PRESETS
@@ -70,6 +73,9 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --lr-decay none --clamp step
   painterly optimize photo.jpg starry_night.jpg -o out.png --normalize-gradients --lbfgs-history 50 --print-every 25
   painterly reproduce out.png -o again.png                         # the same pixels, from out.png's metadata
+  painterly optimize photo.jpg starry_night.jpg -o out.png --style-loss sliced-wasserstein
+  painterly optimize photo.jpg starry_night.jpg -o out.png --size 256 --weights random   # the random-features profile
+  painterly optimize photo.jpg starry_night.jpg -o out.png --weights random --profile none --pooling avg
 presets (each computes what its recipe's code computes as it runs; where the code and its prose
 disagree, the code wins, e.g. d2l's style weight is 1e4, not the 1e3 it writes; docs/presets.md):
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
@@ -164,6 +170,22 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     parser.add_argument("--lbfgs-history", type=positive_int, metavar="N",
                         help="steps of curvature history L-BFGS keeps, two image-sized tensors each "
                         "(neural-style's -lbfgs_num_correction; default: 100)")
+    parser.add_argument("--style-loss", choices=STYLE_LOSSES,
+                        help="how style statistics are compared: gram (Gatys et al.), mean-std (channel means and "
+                        "stds), sliced-wasserstein (Heitz et al. 2021) or histogram (Risser et al. 2017); masks work "
+                        "with gram and mean-std (default: the preset's, gram)")
+    parser.add_argument("--style-layer-weights", type=non_negative_float, nargs="+", metavar="W",
+                        help="one weight per style layer, multiplying its style term (default: 1 each)")
+    parser.add_argument("--calibrate-layers", action=argparse.BooleanOptionalAction, default=None,
+                        help="scale every layer's features to unit size on the content image and each style "
+                        "layer's term by the content's own style loss there (default: the preset's or profile's)")
+    parser.add_argument("--pooling", choices=POOLINGS,
+                        help="the encoder's pooling: max (torchvision's VGG) or avg (Gatys et al.); the weights "
+                        "stay the same (default: max)")
+    parser.add_argument("--profile", choices=PROFILE_CHOICES, default="auto",
+                        help=f"auto (default): with random weights (chosen or fallen back to) use the {RANDOM_FEATURES} "
+                        "settings that paint with random features, with pretrained ones the preset's; none: the "
+                        "preset's values always. Flags given always win; the output's metadata records the profile")
     add_speed_arguments(parser, default_precision=GATYS_SPEED.precision,
                         why="bfloat16 gradients slow L-BFGS's progress per step")
     add_runtime_arguments(parser)
@@ -229,6 +251,11 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
         "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
         "normalize_gradients": args.normalize_gradients,
         "lbfgs_history": args.lbfgs_history,
+        "style_loss": args.style_loss,
+        "style_layer_weights": tuple(args.style_layer_weights) if args.style_layer_weights else None,
+        "calibrate_layers": args.calibrate_layers,
+        "pooling": args.pooling,
+        "profile": args.profile,
     }
 
 

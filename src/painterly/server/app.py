@@ -41,7 +41,7 @@ from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
 from ..encoder import deepest_layer, smallest_input_side
-from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
+from ..gatys import DEFAULT_PRESET, PRESETS, STYLE_LOSSES, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_min_side, check_size, load_image, resize_longer_side
 from ..weights import BUNDLED_DECODER_PATH, REGISTRY, is_cached, is_registry_name, load_weights
@@ -125,7 +125,7 @@ def bundled_examples() -> dict[str, bytes]:
 
 #: The form fields a job may have; anything else is refused (a misspelt setting must not be ignored).
 FORM_FIELDS = ("content", "style", "method", "size", "iterations", "alpha", "preserve_color", "style_weights",
-               "preset", "init", "seed", "tv_weight")
+               "preset", "init", "seed", "tv_weight", "style_loss")
 
 
 def weights_ready(spec: str) -> bool:
@@ -300,6 +300,7 @@ def create_app(
                 "defaults": limits.defaults(),
                 "presets": list(PRESETS),
                 "preset_tv_weights": {name: preset.tv_weight for name, preset in PRESETS.items()},
+                "style_losses": list(STYLE_LOSSES),
                 "examples": [example_entry(name) for name in examples],
             }
         )
@@ -475,6 +476,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     init = text_field(form, "init") or defaults["init"]
     if init not in ("content", "noise"):
         raise SettingsError(f"unknown init {init!r}: choose content or noise")
+    style_loss = text_field(form, "style_loss") or None
+    if style_loss is not None and style_loss not in STYLE_LOSSES:
+        raise SettingsError(f"unknown style_loss {style_loss[:40]!r}: choose {', '.join(STYLE_LOSSES)}")
 
     contents = form.getlist("content")
     styles = form.getlist("style")
@@ -516,6 +520,7 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         init=init,
         seed=seed,
         tv_weight=tv_weight,
+        style_loss=style_loss,
     )
 
 

@@ -62,6 +62,9 @@ class JobRequest:
     tv_weight: float | None = None  # None: the preset's
     #: Each input's name, SHA-256 and example name, as outputs record them (:mod:`painterly.reproduce`).
     inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict, compare=False)
+    #: Optimisation's style loss (:data:`painterly.gatys.STYLE_LOSSES`); None: the preset's, or
+    #: the random-features profile's when the weights are random.
+    style_loss: str | None = None
 
     def settings(self) -> dict[str, Any]:
         """The settings as the status reports them (the method's own ones only)."""
@@ -69,7 +72,8 @@ class JobRequest:
         if self.method == "stylize":
             return {**common, "alpha": self.alpha}
         return {**common, "iterations": self.iterations, "preset": self.preset, "init": self.init, "seed": self.seed,
-                "tv_weight": self.tv_weight if self.tv_weight is not None else get_preset(self.preset).tv_weight}
+                "tv_weight": self.tv_weight if self.tv_weight is not None else get_preset(self.preset).tv_weight,
+                "style_loss": self.style_loss}
 
 
 @dataclass
@@ -90,12 +94,16 @@ class Job:
     finished: float | None = None
     preview: bytes | None = None
     preview_iteration: int = 0
+    #: Iterations over all scales, once the run has said how many scales it has.
+    total_iterations: int | None = None
     result_path: Path | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
 
     @property
     def iterations(self) -> int:
-        return self.request.iterations if self.request.method == "optimize" else 1
+        if self.request.method != "optimize":
+            return 1
+        return self.total_iterations or self.request.iterations
 
     def snapshot(self, *, position: int | None) -> dict[str, Any]:
         """The JSON status: progress, losses, links."""
@@ -270,6 +278,7 @@ class JobQueue:
     def _optimize(self, job: Job) -> tuple[Image.Image, dict[str, Any]]:
         request = job.request
         last_preview = 0.0
+        done_before = {1: 0}  # iterations of the scales before each scale (coarse to fine)
 
         def on_iteration(progress: Progress) -> None:
             nonlocal last_preview
@@ -277,15 +286,21 @@ class JobQueue:
                 raise Cancelled("cancelled from the studio")
             preview = None
             now = time.monotonic()
-            if now - last_preview >= PREVIEW_INTERVAL or progress.iteration == progress.iterations:
+            last = progress.iteration == progress.iterations
+            if now - last_preview >= PREVIEW_INTERVAL or last:
                 preview, last_preview = png_bytes(tensor_to_image(progress.image.cpu())), now
+            offset = done_before[progress.scale]
+            if last:
+                done_before[progress.scale + 1] = offset + progress.iterations
             with self._lock:
-                job.iteration = progress.iteration
+                # One count over all scales; later scales are assumed as long as this one.
+                job.iteration = offset + progress.iteration
+                job.total_iterations = offset + progress.iterations * (progress.scales - progress.scale + 1)
                 job.losses = dict(progress.losses)
                 job.history.append(progress.losses["total"])
                 job.note = None
                 if preview is not None:
-                    job.preview, job.preview_iteration = preview, progress.iteration
+                    job.preview, job.preview_iteration = preview, job.iteration
 
         def on_download(done: int, total: int | None) -> None:
             self._check_cancelled(job)  # the partial download is removed
@@ -310,6 +325,7 @@ class JobQueue:
             weights=spec,
             style_weights=request.style_weights,
             init=request.init,
+            style_loss=request.style_loss,
             seed=request.seed,
             device=self.device,
             callback=on_iteration,

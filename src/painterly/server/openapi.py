@@ -60,6 +60,9 @@ def openapi_document(*, limits: "Limits", defaults: dict[str, Any], examples: li
                      "description": "optimize's seed; stylize's for random encoder weights"},
             "tv_weight": {"type": "number", "minimum": 0,
                           "description": "optimize only: total-variation (smoothing) weight (default: the preset's)"},
+            "style_loss": {"type": "string", "enum": ["gram", "mean-std", "sliced-wasserstein", "histogram"],
+                           "description": "optimize only: how style statistics are compared (default: the preset's, or "
+                           "the random-features profile's when the weights are random)"},
         },
         "additionalProperties": False,
     }
