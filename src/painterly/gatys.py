@@ -42,6 +42,7 @@ from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder
 from .errors import PainterlyError, SettingsError
 from .files import atomic_path
+from .gatys_tiles import content_features_in_tiles, grams_in_tiles, tiled_losses
 from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
     content_loss,
@@ -269,6 +270,7 @@ class GatysObjective:
     each style has its own term, weighted by w_k: the output's guided Gram matrix inside the
     style's region (:func:`painterly.losses.masked_gram_matrix`, the mask shrunk to each layer
     by area averaging) against the Gram matrix of the whole style image (Gatys et al. 2017).
+    With ``tile_size`` the targets are computed tile by tile (:mod:`painterly.gatys_tiles`).
     """
 
     def __init__(
@@ -280,8 +282,10 @@ class GatysObjective:
         *,
         style_weights: Sequence[float] | None = None,
         masks: Sequence[torch.Tensor] | None = None,
+        tile_size: int | None = None,
     ) -> None:
         self.encoder = encoder
+        self.tile_size = tile_size
         self.settings = settings
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.style_layers = tuple(dict.fromkeys(settings.style_layers))
@@ -294,7 +298,11 @@ class GatysObjective:
         #: One entry per style term: (weight, {layer: target Gram}, {layer: mask} or None).
         self.style_terms: list[tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]] = []
         with torch.no_grad():
-            features = self._features(content)
+            if tile_size is None:
+                features = self._features(content)
+                shapes = {layer: features[layer].shape[-2:] for layer in self.layers}
+            else:
+                features, shapes = content_features_in_tiles(self, content, tile_size=tile_size)
             self.content_targets = {layer: features[layer] for layer in settings.content_layers}
             grams = [self._grams(style) for style in styles]
             if masks is None:
@@ -302,7 +310,7 @@ class GatysObjective:
                 self.style_terms.append((1.0, blended, None))
             else:
                 for weight, gram, mask in zip(blend, grams, masks):
-                    shrunk = {layer: F.adaptive_avg_pool2d(mask, features[layer].shape[-2:]) for layer in self.style_layers}
+                    shrunk = {layer: F.adaptive_avg_pool2d(mask, shapes[layer]) for layer in self.style_layers}
                     self.style_terms.append((weight, gram, shrunk))
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -311,6 +319,8 @@ class GatysObjective:
         return {name: value * scale for name, value in features.items()} if scale != 1 else features
 
     def _grams(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.tile_size is not None:
+            return grams_in_tiles(self, style, tile_size=self.tile_size)
         features = self._features(style)
         return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
 
@@ -390,6 +400,7 @@ def optimize_image(
     seed: int = 0,
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
+    tile_size: int | None = None,
 ) -> GatysResult:
     """Run Gatys transfer at one scale on tensors (1, 3, H, W) in [0, 1]; styles may have other sizes.
 
@@ -400,6 +411,8 @@ def optimize_image(
     The losses are computed under ``speed``'s precision (the caller prepares ``encoder`` with
     :meth:`SpeedSettings.prepare`); gradients flow back outside autocast, the pixels stay float32.
     The callback sees every iteration and may raise :class:`painterly.errors.Cancelled`.
+    ``tile_size``: compute each iteration in tiles of at most that side (:mod:`painterly.gatys_tiles`),
+    the same loss and gradient as one pass up to rounding, in the memory of a tile.
     """
     if not styles:
         raise SettingsError("at least one style image is needed")
@@ -407,7 +420,8 @@ def optimize_image(
         raise SettingsError(f"init image shape {tuple(init_image.shape)} differs from the content's {tuple(content.shape)}")
     torch.manual_seed(seed)
     with speed.running(content.device, grad=True):
-        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks)
+        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks,
+                                   tile_size=tile_size)
     if resume is not None:
         start, done = resume["pixels"].to(content), int(resume["iteration"])
         if start.shape != content.shape:
@@ -434,9 +448,12 @@ def optimize_image(
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
-            with speed.running(pixels.device, grad=True):
-                losses = objective(pixels)
-            losses["total"].backward()
+            if tile_size is not None:  # statistics over the tiles, then each tile's gradient
+                losses = tiled_losses(objective, pixels, tile_size=tile_size, speed=speed)
+            else:
+                with speed.running(pixels.device, grad=True):
+                    losses = objective(pixels)
+                losses["total"].backward()
             if not reported:  # the losses at the start of this iteration
                 reported.update({key: value.detach() for key, value in losses.items()})
             return losses["total"]
