@@ -42,7 +42,7 @@ from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder
 from .errors import PainterlyError, SettingsError
 from .files import atomic_path
-from .gatys_tiles import content_features_in_tiles, grams_in_tiles, tiled_losses
+from .gatys_tiles import content_features_in_tiles, grams_in_tiles, minimum_tile, tiled_losses
 from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
     content_loss,
@@ -547,6 +547,8 @@ class OptimizationResult:
     weights_note: str | None = None
     style_weights: list[float] = field(default_factory=list)
     precision: str = "float32"
+    #: The tile window at each scale, coarse to fine (None: that scale ran in one pass).
+    tile_sizes: list[int | None] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
         """Settings, seed and weights, for the PNG's text chunks."""
@@ -557,6 +559,7 @@ class OptimizationResult:
             "seed": self.seed,
             "weights": self.weights,
             "precision": self.precision,
+            "tile_sizes": self.tile_sizes,
         }
 
 
@@ -578,6 +581,9 @@ def optimize(
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
     download_progress: DownloadProgress | None = None,
+    tile: bool | str = "auto",
+    tile_size: int | None = None,
+    max_memory: float | None = None,
     **overrides: Any,
 ) -> OptimizationResult:
     """Repaint ``content`` in the style of ``style`` (one image or several) by optimisation.
@@ -606,6 +612,12 @@ def optimize(
     * ``resume``: a checkpoint (or its path) from :attr:`Progress.checkpoint` continues that
       run with its settings, seed and weights; only ``iterations``/``iterations_per_scale``
       may change, anything else given must match.
+    * ``tile``: compute iterations in tiles (:mod:`painterly.gatys_tiles`; the same loss and
+      gradient as one pass, up to rounding, in the memory of a tile window of ``tile_size``
+      pixels): ``auto`` (default) where one pass would not fit in ``max_memory`` GiB (default:
+      90% of the device's free memory), True wherever the image is larger than one tile, False
+      never. Coarse scales that fit run in one pass; ``tile_sizes`` in the result records each
+      scale's tile.
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
     if checkpoint is not None:
@@ -627,9 +639,16 @@ def optimize(
     spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
     layer = deepest_layer(settings.content_layers + settings.style_layers)
     output_size = resize_longer_side(content, sizes[-1]).size
-    # Refuse what cannot fit before loading weights, rather than dying out of memory midway.
-    plan_memory("gatys", height=output_size[1], width=output_size[0], device=device,
-                layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
+    if max_memory is not None and not (max_memory > 0 and math.isfinite(max_memory)):
+        raise SettingsError(f"max_memory must be a positive number of GiB, got {max_memory}")
+    if tile_size is not None and tile_size < minimum_tile(settings.content_layers + settings.style_layers):
+        raise SettingsError(f"tile_size {tile_size} is too small for layer {layer}: at least "
+                            f"{minimum_tile(settings.content_layers + settings.style_layers)} px (a halo on each side)")
+    # Tile the scales that would not fit, or refuse before loading weights, rather than dying
+    # out of memory midway.
+    plan = plan_memory("gatys", height=output_size[1], width=output_size[0], device=device, sizes=sizes,
+                       layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer,
+                       tile=tile, tile_size=tile_size, budget_bytes=None if max_memory is None else int(max_memory * 2**30))
     encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
     encoder = speed.prepare(encoder)
     precision = resolve_precision(speed.precision, device)
@@ -687,9 +706,11 @@ def optimize(
             seed=seed,
             speed=speed,
             callback=report,
+            tile_size=plan.tiles[scale - 1],
         )
         image = result.image
     output = restore_colors(image, content_tensor, settings.preserve_color)
     if settings.transfer_color_only:
         output = keep_luminance(output, content_tensor)
-    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision)
+    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision,
+                              list(plan.tiles))

@@ -158,6 +158,11 @@ def layer_shapes(height: int, width: int, layers: Sequence[str], *, ceil_mode: b
 # Statistics that are sums over positions.
 
 
+def _widened(values: torch.Tensor) -> torch.Tensor:
+    """``values`` in float32 at least: statistics sum many products, bfloat16 would lose them."""
+    return values.to(torch.promote_types(values.dtype, torch.float32))
+
+
 class PositionSum(Protocol):
     """A style statistic that is a sum over feature positions, so the tiles' parts add up to
     one pass's. ``part(features, mask)`` is the share of the positions given (``mask``: their
@@ -168,25 +173,25 @@ class PositionSum(Protocol):
 
 @dataclass(frozen=True)
 class GramSum:
-    """G = (1/Z) sum_p (m_p f_p)(m_p f_p)^T, (N, C, C) in float32; Z is the one-pass normaliser."""
+    """G = (1/Z) sum_p (m_p f_p)(m_p f_p)^T, (N, C, C), float32 or wider; Z is one pass's normaliser."""
 
     divisor: float | torch.Tensor
 
     def part(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        flat = (features if mask is None else features * mask).float().flatten(2)
+        flat = _widened(features if mask is None else features * mask).flatten(2)
         return flat @ flat.transpose(1, 2) / self.divisor
 
 
 @dataclass(frozen=True)
 class MomentSum:
-    """(mean, mean of squares) per channel over ``positions`` positions, (2, N, C), in float32."""
+    """(mean, mean of squares) per channel over ``positions`` positions, (2, N, C), float32 or wider."""
 
     positions: int
 
     def part(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         if mask is not None:
             raise SettingsError("guided channel moments are not implemented: use Gram matrices with masks")
-        flat = features.float().flatten(2)
+        flat = _widened(features).flatten(2)
         return torch.stack([flat.sum(-1), flat.pow(2).sum(-1)]) / self.positions
 
 
@@ -347,10 +352,10 @@ def grams_in_tiles(objective: "GatysObjective", style: torch.Tensor, *, tile_siz
 def _content_share(objective: "GatysObjective", features: dict[str, torch.Tensor], tile: Tile,
                    shapes: dict[str, tuple[int, int]]) -> torch.Tensor:
     """The tile's owned positions' share of the (unweighted) content loss."""
-    share = next(iter(features.values())).new_zeros((), dtype=torch.float32)
+    share = _widened(next(iter(features.values())).new_zeros(()))
     for layer, target in objective.content_targets.items():
         owned, whole = _owned(features, tile, layer, shapes)
-        share = share + content_part(owned.float(), target[:, :, whole[0], whole[1]].float(),
+        share = share + content_part(_widened(owned), _widened(target[:, :, whole[0], whole[1]]),
                                      reduction=objective.settings.content_reduction, count=target.numel())
     return share
 
