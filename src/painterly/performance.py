@@ -30,7 +30,7 @@ from torch import nn
 
 from .encoder import LAYER_NAMES, deepest_layer
 from .errors import SettingsError
-from .gatys_tiles import DEFAULT_GATYS_TILE, minimum_tile
+from .gatys_tiles import DEFAULT_GATYS_TILE, minimum_tile, receptive_field
 from .weights import VGG19_CONV_CHANNELS, VGG19_CONV_NAMES
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -309,8 +309,9 @@ def gatys_memory(height: int, width: int, *, layers: Sequence[str], optimizer: s
     Autograd keeps every convolution's (padded) input and every ReLU's output for the backward
     pass, and max pooling its int64 indices; L-BFGS keeps ``lbfgs_history`` pairs of image-sized
     vectors, which it fills over the first iterations. With ``tile_size``
-    (:mod:`painterly.gatys_tiles`) the network runs on one tile window at a time; the optimiser's
-    image-sized state and the deepest layer's content targets stay whole.
+    (:mod:`painterly.gatys_tiles`) the network runs on one tile window at a time; what stays
+    whole is the optimiser's image-sized state, the gradient, the content and style images, the
+    output and the deepest layer's content targets.
     """
     pixels = 3 * height * width * 4
     states = {"lbfgs": 2 * lbfgs_history + 4, "adam": 3, "sgd": 1}[optimizer]
@@ -318,7 +319,7 @@ def gatys_memory(height: int, width: int, *, layers: Sequence[str], optimizer: s
         window = gatys_memory(min(tile_size, height), min(tile_size, width), layers=layers, optimizer="sgd",
                               lbfgs_history=0)
         targets = encoder_layers(height, width, last_layer=deepest_layer(layers), ceil_mode=False)[-1].elements * 4
-        return window + int(OVERHEAD * (states * pixels + targets))
+        return window + int(OVERHEAD * ((states + 4) * pixels + targets))
     shapes = encoder_layers(height, width, last_layer=deepest_layer(layers), ceil_mode=False)
     saved, previous = 0, 3 * height * width
     for layer in shapes:
@@ -476,12 +477,14 @@ def _gatys_tile(height: int, width: int, *, layers: Sequence[str], optimizer: st
                 f"{_gib(budget)} is free: allow tiles (--tile) or lower --size"
             )
         return None
-    smallest = -(-minimum_tile(layers) // TILE_STEP) * TILE_STEP
+    # Windows of a halo on each side of a whole number of strides waste nothing.
+    stride, halo = receptive_field(layers)
+    smallest = minimum_tile(layers)
     if tile_size is not None:
         candidates = [tile_size]
     else:
         ceiling = DEFAULT_GATYS_TILE if tile is True else min(max(height, width), 8192)
-        candidates = list(range(ceiling // TILE_STEP * TILE_STEP, smallest - 1, -TILE_STEP)) or [smallest]
+        candidates = list(range(smallest + (ceiling - smallest) // stride * stride, smallest - 1, -stride)) or [smallest]
     for candidate in candidates:
         if candidate >= max(height, width):
             if one_pass <= budget:

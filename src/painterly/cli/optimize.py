@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize, save_checkpoint
+from ..gatys_tiles import DEFAULT_GATYS_TILE
 from ..images import (
     check_output_path,
     load_image,
@@ -46,6 +47,7 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --save-every 100     # writes out.state.pt
   painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
+  painterly optimize photo.jpg starry_night.jpg -o big.png --size 3000 --optimizer adam --tile --tile-size 768
 presets:
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
 
@@ -106,6 +108,14 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
     add_speed_arguments(parser, default_precision=GATYS_SPEED.precision,
                         why="bfloat16 gradients slow L-BFGS's progress per step")
+    parser.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
+                        help="compute each iteration tile by tile: the same result as one pass (up to rounding) "
+                        "in the memory of a tile (default: only the scales whose one pass would not fit)")
+    parser.add_argument("--tile-size", type=positive_int, metavar="N",
+                        help=f"tile window in pixels, halo included (default: the largest that fits, at most "
+                        f"{DEFAULT_GATYS_TILE} with --tile; at least 176 for relu5_1)")
+    parser.add_argument("--max-memory", type=positive_float, metavar="GIB",
+                        help="memory budget in GiB that decides tiling (default: 90%% of the device's free memory)")
     add_runtime_arguments(parser)
 
 
@@ -142,6 +152,9 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path]) -> dict
         "scales": args.scales,
         "start_size": args.start_size,
         "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
+        "tile": "auto" if args.tile is None else args.tile,
+        "tile_size": args.tile_size,
+        "max_memory": args.max_memory,
     }
 
 
@@ -217,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
         metadata["masks"] = [Path(path).name for path in args.masks]
     save_image(image, output, metadata=metadata)
     info(f"wrote {output} ({image.width}x{image.height}, weights {result.weights}, seed {result.seed})")
+    if any(result.tile_sizes):
+        info("tiles: " + ", ".join(f"{size} px" if size else "one pass" for size in result.tile_sizes)
+             + (" (scales coarse to fine)" if len(result.tile_sizes) > 1 else ""))
     if saved_state:
         info(f"wrote {state_path} (continue with --resume {state_path})")
     if args.plot is not None:
