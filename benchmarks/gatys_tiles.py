@@ -6,7 +6,11 @@
 
 ``memory`` runs every (size, tile) pair in its own subprocess, so each peak is that run's alone:
 the resident-set high-water mark over one L-BFGS iteration (painterly.performance.PeakMemory;
-CUDA: the allocator's peak), after the targets are computed. Tile 0 is one pass. ``overhead``
+CUDA: the allocator's peak), after the targets are computed. Tile 0 is one pass. With
+``--tiles N`` only the N tiles with the largest windows are computed (targets and iteration):
+memory does not build up from tile to tile (each tile's graph is freed after its backward pass,
+the image-sized gradient is allocated once), so the peak is the whole iteration's, at a fraction
+of the time on a loaded 2-core machine; the seconds are then per tile. ``overhead``
 alternates one-pass and tiled iterations of the same image in one process and reports the ratio
 of their median times. ``largest`` asks the planner for the largest output that fits the budget
 in tiles, per optimiser. Preset gatys2016 (relu1_1..relu5_1, relu4_2), seeded random weights.
@@ -23,6 +27,7 @@ import time
 
 import torch
 
+import painterly.gatys_tiles
 from painterly.device import resolve_device
 from painterly.encoder import load_encoder
 from painterly.gatys import GatysObjective, get_preset, make_optimizer
@@ -60,21 +65,37 @@ def setup(size: int, tile_size: int | None, device: torch.device) -> tuple[Gatys
     return objective, pixels, make_optimizer(pixels, SETTINGS)
 
 
-def measure_one(size: int, tile_size: int, device: torch.device) -> dict:
+def largest_tiles_only(count: int) -> None:
+    """Make every tiled pass run only the ``count`` tiles with the largest windows."""
+    plan = painterly.gatys_tiles.plan_tiles
+
+    def largest(*args, **kwargs):
+        tiles = plan(*args, **kwargs)
+        area = lambda tile: (tile.window[1] - tile.window[0]) * (tile.window[3] - tile.window[2])  # noqa: E731
+        return sorted(tiles, key=area, reverse=True)[:count]
+
+    painterly.gatys_tiles.plan_tiles = largest
+
+
+def measure_one(size: int, tile_size: int, device: torch.device, tiles: int) -> dict:
+    if tiles and tile_size:
+        largest_tiles_only(tiles)
     objective, pixels, optimizer = setup(size, tile_size, device)
     with PeakMemory(device) as memory:
-        seconds = iteration(objective, pixels, optimizer, tile_size)
+        seconds = iteration(objective, pixels, optimizer, tile_size) / (tiles if tiles and tile_size else 1)
     return {"size": size, "tile": tile_size, "peak_mib": memory.peak_bytes / 2**20, "seconds": seconds,
             "estimate_mib": gatys_memory(size, size, layers=LAYERS, lbfgs_history=1, tile_size=tile_size or None) / 2**20}
 
 
 def memory(args: argparse.Namespace) -> None:
-    print(f"{'size':>5} {'tile':>5} {'peak MiB':>9} {'estimate MiB':>12} {'seconds':>8}")
+    print(f"{'size':>5} {'tile':>5} {'peak MiB':>9} {'estimate MiB':>12} {'seconds':>8}"
+          + (f" (per tile, {args.tiles} largest tiles)" if args.tiles else ""))
     for size in args.sizes:
         for tile in args.tile_sizes:
             if tile and tile >= size:
                 continue
-            command = [sys.executable, __file__, "one", "--size", str(size), "--tile", str(tile), "--device", args.device]
+            command = [sys.executable, __file__, "one", "--size", str(size), "--tile", str(tile), "--device", args.device,
+                       "--tiles", str(args.tiles)]
             row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             print(f"{row['size']:5d} {row['tile'] or 'none':>5} {row['peak_mib']:9.0f} {row['estimate_mib']:12.0f} "
                   f"{row['seconds']:8.1f}", flush=True)
@@ -115,10 +136,11 @@ def main() -> None:
         sub.add_argument("--tile-sizes", nargs="+", type=int, default=[0, 512])
         sub.add_argument("--tile-size", type=int, default=512)
         sub.add_argument("--repeats", type=int, default=3)
+        sub.add_argument("--tiles", type=int, default=0, help="only the N largest tiles (0: all)")
         sub.add_argument("--budget-gib", type=float, default=0.9 * 24)
     args = parser.parse_args()
     if args.command == "one":
-        print(json.dumps(measure_one(args.size, args.tile, resolve_device(args.device))))
+        print(json.dumps(measure_one(args.size, args.tile, resolve_device(args.device), args.tiles)))
     else:
         {"memory": memory, "overhead": overhead, "largest": largest}[args.command](args)
 

@@ -389,11 +389,11 @@ def tiled_losses(objective: "GatysObjective", pixels: torch.Tensor, *, tile_size
                              for term, gradient in zip(terms, gradients)), window.new_zeros(()))
             local = _content_share(objective, features, tile, shapes)
             surrogate = surrogate + content_weight * local
-        if surrogate.requires_grad:
-            surrogate.backward()
         content += local.detach()
-        top, bottom, left, right = tile.window
-        pixels.grad[:, :, top:bottom, left:right] += window.grad
+        if surrogate.requires_grad:  # else no loss reads this tile (all weights 0)
+            surrogate.backward()
+            top, bottom, left, right = tile.window
+            pixels.grad[:, :, top:bottom, left:right] += window.grad
     tv = pixels.new_zeros(())
     if s.tv_weight:
         with torch.enable_grad():
