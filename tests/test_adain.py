@@ -145,8 +145,8 @@ def test_decoder_files_that_do_not_fit_are_refused(tmp_path):
 
 
 def test_missing_released_weights_say_how_to_get_them():
-    with pytest.raises(WeightsError, match=r"vgg_normalised\.pth.*--encoder random --decoder PATH"):
-        AdaINModel.load()
+    with pytest.raises(WeightsError, match=r"vgg_normalised\.pth.*--encoder bundled --decoder bundled"):
+        AdaINModel.load(encoder="adain", decoder="adain")
 
 
 @pytest.mark.parametrize("tile", [False, True])

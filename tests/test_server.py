@@ -79,8 +79,9 @@ def test_page_is_self_contained_and_info_describes_the_studio() -> None:
         assert not re.search(rb"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page.content), "the page must load nothing from elsewhere"
         info = client.get("/api/info").json()
     assert info["methods"]["optimize"]["available"] is True
-    assert info["methods"]["stylize"]["available"] is False  # the test's weight cache is empty
-    assert "not cached" in info["methods"]["stylize"]["reason"]
+    # The test's weight cache is empty: AdaIN runs on the bundled decoder, and the page says so.
+    assert info["methods"]["stylize"]["available"] is True and info["methods"]["stylize"]["weights"] == "bundled"
+    assert "bundled decoder" in info["methods"]["stylize"]["reason"]
     assert info["limits"]["max_size"] == 128 and info["limits"]["workers"] == 1
     assert info["defaults"]["size"] == 128  # the page's default is brought within the limit
     assert [entry["name"] for entry in info["examples"]] == list(bundled_examples())
@@ -140,7 +141,6 @@ def test_upload_over_the_cap_is_413() -> None:
         (None, {"alpha": 1.5}, "alpha must be a number from 0 to 1"),
         (None, {"preserve_color": "maybe"}, "preserve_color must be one of none, luminance, match"),
         (None, {"method": "deepdream"}, "unknown method"),
-        (None, {"method": "stylize"}, "not available"),
         (None, {"preset": "nope"}, "unknown preset"),
         (None, {"style_weights": "1 2"}, "2 style weights given for 1 style images"),
         (None, {"style_weights": "nan"}, "finite"),

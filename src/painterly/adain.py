@@ -39,7 +39,7 @@ from .errors import SettingsError, WeightsError
 from .images import image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
 from .performance import ADAIN_SPEED, MemoryPlan, SpeedSettings, plan_memory, resolve_precision
-from .weights import Progress, check_layout, is_registry_name, load_weights
+from .weights import BUNDLED_ENCODER_SEED, Progress, check_layout, choose_adain_weights, is_registry_name, load_weights
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
 ADAIN_LAYER = "relu4_1"
@@ -159,8 +159,8 @@ def _with_offline_hint(spec: str | os.PathLike, load: Callable[[], Any]) -> Any:
     except WeightsError as error:
         if is_registry_name(spec) and spec != "random":
             raise WeightsError(
-                f"{error} (offline, a decoder trained with random encoder weights works: "
-                "--encoder random --decoder PATH)"
+                f"{error} (offline, painterly's bundled decoder works: --encoder bundled --decoder bundled, "
+                "or leave both at auto)"
             ) from None
         raise
 
@@ -190,31 +190,44 @@ class AdaINModel(nn.Module):
         self._style_cache: OrderedDict[str, Stats] = OrderedDict()
         self._style_cache_size = style_cache_size
         self._cache_lock = threading.Lock()
+        #: Set by :meth:`load` when ``auto`` fell back to the bundled weights: why, for the user.
+        self.weights_note: str | None = None
         self.eval()
 
     @classmethod
-    def load(cls, *, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
+    def load(cls, *, encoder: str | os.PathLike = "auto", decoder: str | os.PathLike = "auto", seed: int = 0,
              device: str | torch.device = "cpu", speed: SpeedSettings = ADAIN_SPEED,
              progress: Progress | None = None) -> "AdaINModel":
         """Build from weight names or files: ``encoder`` is ``adain``, ``vgg19-normalised``,
-        ``random`` (seeded) or a VGG-19 file; ``decoder`` is ``adain`` or a decoder file in the
-        released layout. A decoder only works with the encoder it was trained with. ``speed``:
-        precision, layout and compilation (default: bfloat16 where native, channels_last)."""
+        ``random`` (seeded), ``bundled`` or a VGG-19 file; ``decoder`` is ``adain``, ``bundled``
+        (painterly's decoder for random weights of seed 0, shipped in the package) or a decoder
+        file in the released layout; ``auto`` (both) takes the released pair when cached or
+        downloadable, else the bundled one, and says so in :attr:`weights_note`. A decoder only
+        works with the encoder it was trained with. ``speed``: precision, layout and compilation
+        (default: bfloat16 where native, channels_last)."""
+        encoder, decoder, note = choose_adain_weights(encoder, decoder, progress=progress)
         vgg, encoder_label = _with_offline_hint(
             encoder, lambda: load_encoder(encoder, last_layer=ADAIN_LAYER, seed=seed, device=device, progress=progress)
         )
         state, _, decoder_label = _with_offline_hint(
             decoder, lambda: load_weights(decoder, role="decoder", progress=progress)
         )
-        if decoder == "adain" and vgg.flavour != "normalised":
+        # The named decoders each go with one encoder: (that encoder in words, whether it is this one).
+        partners = {
+            "adain": ("the normalised VGG-19", vgg.flavour == "normalised"),
+            "bundled": (f"random weights of seed {BUNDLED_ENCODER_SEED}", encoder_label == f"random(seed={BUNDLED_ENCODER_SEED})"),
+        }
+        if str(decoder) in partners and not partners[str(decoder)][1]:
             raise SettingsError(
-                f"the released AdaIN decoder was trained with the normalised VGG-19, not {encoder_label}: "
-                "use --encoder adain, or a decoder trained with your encoder"
+                f"the {decoder} decoder was trained with {partners[str(decoder)][0]}, not {encoder_label}: "
+                f"use --encoder {decoder}, or a decoder trained with your encoder"
             )
         net = build_decoder()
         check_layout(state, "decoder", name=decoder_label)
         net.load_state_dict({key: state[key] for key in net.state_dict()})
-        return cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label, speed=speed)
+        model = cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label, speed=speed)
+        model.weights_note = note
+        return model
 
     @property
     def device(self) -> torch.device:
@@ -263,12 +276,16 @@ def _cached_model(encoder: str, decoder: str, seed: int, device: str, speed: Spe
     return AdaINModel.load(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
 
 
-def load_model(*, encoder: str | os.PathLike = "adain", decoder: str | os.PathLike = "adain", seed: int = 0,
+def load_model(*, encoder: str | os.PathLike = "auto", decoder: str | os.PathLike = "auto", seed: int = 0,
                device: str | torch.device = "auto", speed: SpeedSettings = ADAIN_SPEED) -> AdaINModel:
     """:meth:`AdaINModel.load`, remembering the last two models (a weight file that changes on
-    disk is read again)."""
+    disk is read again). ``auto`` is resolved first, so a model loaded before the released
+    weights arrived in the cache is not handed out after."""
+    encoder, decoder, note = choose_adain_weights(encoder, decoder)
     stamps = tuple(os.stat(p).st_mtime_ns if Path(p).is_file() else None for p in (encoder, decoder))
-    return _cached_model(str(encoder), str(decoder), seed, str(resolve_device(device)), speed, stamps)
+    model = _cached_model(str(encoder), str(decoder), seed, str(resolve_device(device)), speed, stamps)
+    model.weights_note = note
+    return model
 
 
 @dataclass
@@ -278,6 +295,8 @@ class StylizeResult:
     image: Image.Image
     settings: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    #: Why ``auto`` weights fell back to the bundled ones, when they did (for the user).
+    weights_note: str | None = None
 
     def metadata(self) -> dict[str, Any]:
         """Settings, seed and weights under the flags' names, for the PNG's text chunks."""
@@ -486,8 +505,8 @@ def stylize(
     masks: Sequence[Image.Image] | None = None,
     content_size: int | None = None,
     style_size: int | None = DEFAULT_STYLE_SIZE,
-    decoder: str | os.PathLike = "adain",
-    encoder: str | os.PathLike = "adain",
+    decoder: str | os.PathLike = "auto",
+    encoder: str | os.PathLike = "auto",
     device: str | torch.device = "auto",
     tile: bool | str = "auto",
     tile_size: int = DEFAULT_TILE_SIZE,
@@ -547,8 +566,8 @@ def stylize_batch(
     masks: Sequence[Image.Image] | None = None,
     content_size: int | None = None,
     style_size: int | None = DEFAULT_STYLE_SIZE,
-    decoder: str | os.PathLike = "adain",
-    encoder: str | os.PathLike = "adain",
+    decoder: str | os.PathLike = "auto",
+    encoder: str | os.PathLike = "auto",
     device: str | torch.device = "auto",
     tile: bool | str = "auto",
     tile_size: int = DEFAULT_TILE_SIZE,
@@ -635,7 +654,7 @@ def stylize_batch(
             "tile_size": tiles.get(index, tile_size),
             "tile_overlap": tile_overlap,
         }
-        results.append(StylizeResult(image, settings, seed))
+        results.append(StylizeResult(image, settings, seed, model.weights_note))
     return results
 
 

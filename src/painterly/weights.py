@@ -181,7 +181,18 @@ REGISTRY: dict[str, WeightSet] = {
         },
     ),
     "random": WeightSet("random", "seeded random VGG-19 weights (Kaiming init), no download"),
+    "bundled": WeightSet(
+        "bundled",
+        "seeded random VGG-19 (seed 0) and painterly's AdaIN decoder trained for it, shipped in the package",
+    ),
 }
+
+#: painterly's own AdaIN decoder for ``random`` encoder weights of seed 0, shipped inside the
+#: package (half precision) so that AdaIN runs with nothing downloaded. docs/offline-decoder.md
+#: says how it was trained and on what; ``tools/offline_decoder.py`` rebuilds it.
+BUNDLED_DECODER_PATH = Path(__file__).parent / "bundled" / "decoder-random0.pth"
+BUNDLED_DECODER_SHA256 = "9640ec518f81d0e21ef383a643266cbd1b03462f14198cc5ed0271bb357c39b0"
+BUNDLED_ENCODER_SEED = 0
 
 
 def cache_dir() -> Path:
@@ -280,6 +291,19 @@ def read_state_dict(path: str | os.PathLike, *, name: str | None = None) -> dict
     return state
 
 
+def read_bundled_decoder() -> dict[str, torch.Tensor]:
+    """The bundled decoder's state dict in float32, after checking the file is the one shipped."""
+    path = BUNDLED_DECODER_PATH
+    if not path.is_file():
+        raise WeightsError(f"the bundled decoder is missing from this installation ({path}): reinstall painterly")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != BUNDLED_DECODER_SHA256:
+        raise WeightsError(f"{path}: checksum {digest[:16]}... is not the bundled decoder's; reinstall painterly")
+    state = read_state_dict(path, name="the bundled decoder")
+    check_layout(state, "decoder", name="the bundled decoder")
+    return {key: value.float() for key, value in state.items()}
+
+
 def _weight_set(name: str) -> WeightSet:
     if name not in REGISTRY:
         raise WeightsError(f"unknown weights {name!r}: choose one of {', '.join(REGISTRY)} or a file path")
@@ -306,8 +330,12 @@ def load_weights(
         name = str(spec)
         if name == "random":
             if role != "encoder":
-                raise WeightsError("random weights exist for the encoder only; pass a decoder file")
+                raise WeightsError("random weights exist for the encoder only; pass a decoder file, or bundled")
             return random_vgg19_state_dict(seed), "torchvision", f"random(seed={seed})"
+        if name == "bundled":
+            if role == "encoder":  # the encoder the bundled decoder was trained with, whatever ``seed``
+                return random_vgg19_state_dict(BUNDLED_ENCODER_SEED), "torchvision", f"random(seed={BUNDLED_ENCODER_SEED})"
+            return read_bundled_decoder(), "decoder", "bundled"
         files = _weight_set(name).files
         if role not in files:
             raise WeightsError(f"weights {name!r} have no {role}")
@@ -342,3 +370,32 @@ def choose_weights(spec: str | os.PathLike, *, preferred: str, progress: Progres
     except WeightsError as error:
         return "random", f"pretrained {preferred} weights unavailable ({error}); using seeded random weights"
     return preferred, None
+
+
+def choose_adain_weights(
+    encoder: str | os.PathLike, decoder: str | os.PathLike, *, progress: Progress | None = None
+) -> tuple[str | os.PathLike, str | os.PathLike, str | None]:
+    """Resolve ``auto`` for AdaIN's encoder and decoder; returns both and a note when falling back.
+
+    Both ``auto``: the released ``adain`` pair when cached or downloadable, else the ``bundled``
+    pair (seeded random encoder, painterly's own decoder). One ``auto``: the partner of the
+    other (a decoder file is taken to go with the released encoder, as before ``auto`` existed).
+    """
+    partners = {"adain": "adain", "vgg19-normalised": "adain", "random": "bundled", "bundled": "bundled"}
+    if encoder == "auto" and decoder == "auto":
+        try:
+            for file in REGISTRY["adain"].files.values():
+                fetch(file, progress=progress)
+        except WeightsError as error:
+            return "bundled", "bundled", (
+                f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
+                "for seeded random encoder weights"
+            )
+        return "adain", "adain", None
+    if decoder == "auto":
+        if not (isinstance(encoder, str) and encoder in partners):
+            raise WeightsError(f"no decoder is known for encoder {str(encoder)!r}: pass --decoder with the one trained for it")
+        return encoder, partners[encoder], None
+    if encoder == "auto":
+        return ("bundled" if decoder == "bundled" else "adain"), decoder, None
+    return encoder, decoder, None

@@ -6,20 +6,28 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-from ..adain import stylize
+from PIL import Image
+
+from ..adain import load_model, stylize
 from ..gatys import optimize
-from ..images import load_image, save_image
-from ..weights import choose_weights, is_cached
+from ..images import load_image, resize_longer_side, save_image
+from ..weights import choose_weights
 from .common import OptimizationProgress, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
+from .sweep import contact_sheet
 
 EXAMPLES = """\
-  painterly demo                      # writes painterly-demo/shipwreck_starry_night.png
+  painterly demo                      # painterly-demo/shipwreck_starry_night.png and ..._adain.png
   painterly demo -o /tmp/demo --size 256 --iterations 200
-  PAINTERLY_OFFLINE=1 painterly demo  # never download; seeded random weights
-When the AdaIN weights are cached (after any 'painterly stylize' run with the default weights),
-the demo also writes shipwreck_starry_night_adain.png, made in one pass."""
+  PAINTERLY_OFFLINE=1 painterly demo  # never download: random weights, the bundled AdaIN decoder
+  painterly demo --gallery            # contact sheets of bundled photos x paintings, both methods
+Both methods run: optimisation (Gatys et al.) and AdaIN in one pass, each with pretrained weights
+when they are cached or downloadable, else with what ships in the package (it says which)."""
 
 CONTENT, STYLE = "shipwreck.jpg", "starry_night.jpg"
+#: The gallery: bundled photos (rows) in the style of bundled paintings (columns).
+GALLERY_PHOTOS = ("astronaut.jpg", "chelsea.jpg", "rocket.jpg")
+GALLERY_PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "woman_with_hat_matisse.jpg", "shipwreck.jpg")
+GALLERY_CELL = 160
 
 
 def example_path(name: str) -> Path:
@@ -34,11 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output-dir", default="painterly-demo", help="folder for the results (default: painterly-demo)")
     parser.add_argument("--size", type=positive_int, default=192, help="longer side in pixels (default: 192)")
     parser.add_argument("--iterations", type=positive_int, default=100, help="L-BFGS iterations (default: 100)")
+    parser.add_argument("--gallery", action="store_true",
+                        help="instead, write gallery_adain.jpg and gallery_optimize.jpg: every bundled photo in "
+                        "the style of four bundled paintings (about 15 minutes on 2 CPU cores)")
     add_runtime_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gallery:
+        return gallery(args)
     content, style = load_image(example_path(CONTENT)), load_image(example_path(STYLE))
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
@@ -56,9 +69,56 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
     save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
     info(f"wrote {output}")
-    if is_cached("adain"):
-        fast = stylize(content, style, content_size=args.size, style_size=args.size, device=args.device, seed=args.seed)
-        adain_output = output.with_name(f"{output.stem}_adain.png")
-        save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
-        info(f"wrote {adain_output} (AdaIN, one pass)")
+    model = load_model(device=args.device, seed=args.seed)
+    if model.weights_note:
+        info(model.weights_note)
+    fast = stylize(content, style, content_size=args.size, style_size=args.size, model=model)
+    adain_output = output.with_name(f"{output.stem}_adain.png")
+    save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
+    info(f"wrote {adain_output} (AdaIN, one pass; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0
+
+
+def gallery(args: argparse.Namespace) -> int:
+    """Contact sheets of every gallery photo (rows) in the style of every gallery painting (columns)."""
+    photos = [load_image(example_path(name)) for name in GALLERY_PHOTOS]
+    paintings = [load_image(example_path(name)) for name in GALLERY_PAINTINGS]
+    labels = ["photo"] + [Path(name).stem.replace("_", " ") for name in GALLERY_PAINTINGS]
+    header = [_thumbnail(Image.new("RGB", (GALLERY_CELL, GALLERY_CELL), "white"))] + [_thumbnail(p) for p in paintings]
+    model = load_model(device=args.device, seed=args.seed)
+    if model.weights_note:
+        info(model.weights_note)
+    weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
+    if note:
+        info(note)
+    methods = {
+        "adain": lambda photo, painting: stylize(photo, painting, content_size=args.size, model=model).image,
+        "optimize": lambda photo, painting: _optimized(args, photo, painting, weights),
+    }
+    for method, paint in methods.items():
+        rows = [header] + [[_thumbnail(photo)] + [_thumbnail(paint(photo, painting)) for painting in paintings]
+                           for photo in photos]
+        sheet = contact_sheet(rows, labels)
+        output = Path(args.output_dir) / f"gallery_{method}.jpg"
+        weights_used = f"{model.encoder_label} + {model.decoder_label}" if method == "adain" else str(weights)
+        save_image(sheet, output, metadata={"painterly.method": "gallery", "method": method, "weights": weights_used,
+                                            "photos": list(GALLERY_PHOTOS), "paintings": list(GALLERY_PAINTINGS)})
+        info(f"wrote {output} ({method}, weights {weights_used})")
+    return 0
+
+
+def _optimized(args: argparse.Namespace, photo: Image.Image, painting: Image.Image, weights: str) -> Image.Image:
+    bar = OptimizationProgress(quiet=args.quiet, description="gallery")
+    try:
+        return optimize(photo, painting, size=args.size, iterations=args.iterations, weights=weights,
+                        seed=args.seed, device=args.device, callback=bar).image
+    finally:
+        bar.close()
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    """The image fitted into a GALLERY_CELL square, centred on white."""
+    cell = Image.new("RGB", (GALLERY_CELL, GALLERY_CELL), "white")
+    small = resize_longer_side(image.convert("RGB"), GALLERY_CELL)
+    cell.paste(small, ((GALLERY_CELL - small.width) // 2, (GALLERY_CELL - small.height) // 2))
+    return cell

@@ -10,7 +10,8 @@ from ..export import FORMATS, export_onnx
 from .common import add_subcommand, download_bar, info
 
 EXAMPLES = """\
-  painterly export --format onnx -o adain.onnx                     # the released AdaIN weights
+  painterly export --format onnx -o adain.onnx                     # released weights, else the bundled decoder
+  painterly export -o offline.onnx --encoder bundled --decoder bundled   # nothing to download
   painterly export -o mine.onnx --encoder random --decoder my_decoder.pth --seed 0
 inputs: content (1,3,H,W) and style (1,3,H',W') RGB in [0,1], alpha (float); output: image (1,3,H,W)"""
 
@@ -20,8 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             examples=EXAMPLES)
     parser.add_argument("--format", default="onnx", choices=FORMATS, help="file format (default: onnx)")
     parser.add_argument("-o", "--output", required=True, help="the file to write, e.g. adain.onnx")
-    parser.add_argument("--decoder", default="adain", help="decoder: adain or a decoder .pth file")
-    parser.add_argument("--encoder", default="adain", help="encoder: adain / vgg19-normalised, random, or a VGG-19 .pth")
+    parser.add_argument("--decoder", default="auto",
+                        help="decoder: adain, bundled or a decoder .pth file (default: auto, adain when cached or "
+                        "downloadable, else bundled)")
+    parser.add_argument("--encoder", default="auto",
+                        help="encoder: adain / vgg19-normalised, random, bundled, or a VGG-19 .pth (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random encoder weights (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no download progress bar")
     parser.set_defaults(run=run)
@@ -29,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, progress=download_bar(args.quiet))
+    if model.weights_note:
+        info(model.weights_note)
     path = export_onnx(model, Path(args.output))
     info(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0

@@ -64,10 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_preserve_color_argument(parser)
     parser.add_argument("--mask", nargs="+", metavar="M",
                         help="one mask image per style, the content's size: white where that style goes, grey for a share")
-    parser.add_argument("--decoder", default="adain", help="decoder: adain (released, 14 MB) or a decoder .pth file")
-    parser.add_argument("--encoder", default="adain",
-                        help="encoder: adain / vgg19-normalised, random (seeded), or a VGG-19 .pth; "
-                        "must be the one the decoder was trained with (default: adain)")
+    parser.add_argument("--decoder", default="auto",
+                        help="decoder: adain (released, 14 MB), bundled (painterly's, for random weights of seed 0; "
+                        "shipped, nothing to download) or a decoder .pth file (default: auto, adain when cached "
+                        "or downloadable, else bundled)")
+    parser.add_argument("--encoder", default="auto",
+                        help="encoder: adain / vgg19-normalised, random (seeded), bundled, or a VGG-19 .pth; "
+                        "must be the one the decoder was trained with (default: auto, the decoder's partner)")
     parser.add_argument("--content-size", type=positive_int, metavar="N", help="longer side of the output (default: the content's)")
     parser.add_argument("--style-size", type=positive_int, default=DEFAULT_STYLE_SIZE, metavar="N",
                         help=f"longer side the style is read at (default: {DEFAULT_STYLE_SIZE})")
@@ -173,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     masks = [load_image(m) for m in args.mask] if args.mask else None
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, speed=speed_settings(args),
                             device=resolve_device(args.device), progress=download_bar(args.quiet))
+    if model.weights_note:
+        info(model.weights_note)
     batch_size = args.batch_size or default_batch_size(model.device)
     settings = dict(
         alpha=args.alpha, style_weights=args.style_weights, preserve_color=args.preserve_color, masks=masks,

@@ -89,8 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
     )
     add_transfer_arguments(parser, size_default=128, iterations_default=40)
-    parser.add_argument("--decoder", default="adain", help="AdaIN decoder, for an alpha sweep (default: adain)")
-    parser.add_argument("--encoder", default="adain", help="AdaIN encoder, for an alpha sweep (default: adain)")
+    parser.add_argument("--decoder", default="auto",
+                        help="AdaIN decoder, for an alpha sweep (default: auto, as for painterly stylize)")
+    parser.add_argument("--encoder", default="auto",
+                        help="AdaIN encoder, for an alpha sweep (default: auto, as for painterly stylize)")
     parser.add_argument("-o", "--output", default="sweep.png", help="the contact sheet, PNG or JPEG (default: sweep.png)")
     choices = ", ".join(SWEEP_PARAMETERS)
     parser.add_argument("--param", required=True, nargs="+", action=SweepParameter, metavar=("NAME", "VALUE"),

@@ -37,7 +37,7 @@ from ..errors import ImageError, PainterlyError, SettingsError
 from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
-from ..weights import is_cached
+from ..weights import BUNDLED_DECODER_PATH, is_cached
 from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
@@ -98,13 +98,20 @@ def bundled_examples() -> dict[str, bytes]:
 
 def methods_available() -> dict[str, dict[str, Any]]:
     """Each method with whether it can run now, and why not."""
-    adain_ready = is_cached("adain")
+    released, bundled = is_cached("adain"), BUNDLED_DECODER_PATH.is_file()
+    if released:
+        reason = None
+    elif bundled:
+        reason = "the released AdaIN weights are not cached: painterly's bundled decoder for random weights paints instead"
+    else:
+        reason = "neither the released AdaIN weights nor the bundled decoder are installed: run painterly stylize once"
     return {
         "optimize": {"available": True, "label": "Optimisation (Gatys et al.)", "reason": None},
         "stylize": {
-            "available": adain_ready,
+            "available": released or bundled,
             "label": "AdaIN (fast)",
-            "reason": None if adain_ready else "the AdaIN weights are not cached: run painterly stylize once to download them",
+            "weights": "adain" if released else "bundled" if bundled else None,
+            "reason": reason,
         },
     }
 

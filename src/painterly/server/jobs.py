@@ -321,7 +321,7 @@ class JobQueue:
             callback=on_tile,
         )
         with self._lock:
-            job.weights, job.note = "adain", None
+            job.weights, job.note = f"{result.settings['encoder']} + {result.settings['decoder']}", result.weights_note
         return result.image, {**result.metadata(), **self._names(request)}
 
     @staticmethod
