@@ -11,7 +11,9 @@ import torch
 from painterly import bench, performance
 from painterly.bench import BenchConfig, BenchReport, Measurement, run_benchmark, time_calls
 from painterly.cli import main
+from painterly.encoder import load_encoder
 from painterly.errors import PainterlyError, SettingsError
+from painterly.performance import SpeedSettings
 
 from conftest import run_cli
 
@@ -67,10 +69,15 @@ def test_adain_against_the_naive_run() -> None:
 def test_gatys_variants_reach_the_naive_loss() -> None:
     report = run_benchmark(TINY.updated(sections=("gatys",), ablation=True, gatys_iterations=1), device="cpu")
     gatys = {m.variant: m for m in report.measurements}
-    assert set(gatys) == {"naive", "painterly", "float32 NCHW", "float32 channels_last", "bfloat16 NCHW",
-                          "bfloat16 channels_last"}
+    assert set(gatys) == {"naive", "frozen reference", "painterly", "float32 NCHW", "float32 channels_last",
+                          "bfloat16 NCHW", "bfloat16 channels_last"}
     # Truncation and cached targets change no number: the float32 NCHW run takes the naive run's steps.
     assert gatys["float32 NCHW"].final_loss == pytest.approx(gatys["naive"].final_loss, rel=1e-6)
+    # The frozen reference writes the loss out on its own, and takes the same steps.
+    assert gatys["frozen reference"].final_loss == pytest.approx(gatys["naive"].final_loss, rel=1e-5)
+    baselines = {(row["variant"], row["baseline"]) for row in report.speedups()}
+    assert ("painterly", "frozen reference") in baselines and ("frozen reference", "naive") in baselines
+    assert ("naive", "frozen reference") not in baselines
     assert gatys["painterly"].precision == "float32"
     assert gatys["naive"].gflop == gatys["painterly"].gflop > 0
 
@@ -149,3 +156,29 @@ def test_json_where_no_file_can_be_is_a_clear_error(tmp_path: Path) -> None:
     BenchReport({}, {}).save_json(tmp_path / "new" / "bench.json")  # missing folders are made, as for images
     assert (tmp_path / "new" / "bench.json").is_file()
     assert not list(tmp_path.rglob("*.part*"))
+
+
+def test_gatys_time_to_loss_targets_the_frozen_references_loss() -> None:
+    report = BenchReport({}, {})
+    bench.bench_gatys_time_to_loss(TINY.updated(gatys_time_to_loss=2), torch.device("cpu"), report, lambda case: None)
+    rows = {m.variant: m for m in report.measurements if m.case == "gatys to loss"}
+    assert set(rows) == {"frozen reference", "painterly", "painterly coarse-to-fine"}
+    target = rows["frozen reference"].final_loss
+    for name in ("painterly", "painterly coarse-to-fine"):
+        assert rows[name].final_loss <= target and rows[name].seconds > 0 and "reached" in rows[name].note
+    assert {row["variant"] for row in report.speedups() if row["case"] == "gatys to loss"} == {
+        "painterly", "painterly coarse-to-fine"}
+
+
+def test_bfloat16_networks_keep_grams_and_losses_in_float32() -> None:
+    from painterly.gatys import GatysObjective, get_preset
+
+    encoder, _ = load_encoder("random", last_layer="relu2_1", seed=0)
+    settings = get_preset("gatys2016").updated(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    image = torch.rand((1, 3, 32, 32))
+    speed = SpeedSettings(precision="bfloat16")
+    with speed.running(torch.device("cpu"), grad=True):
+        objective = GatysObjective(encoder, image, [image], settings)
+        losses = objective(256.0 * image.clone().requires_grad_(True))
+    assert all(gram.dtype == torch.float32 for gram in objective.style_terms[0][1].values())
+    assert all(value.dtype == torch.float32 for value in losses.values())

@@ -29,20 +29,22 @@ def test_presets_follow_the_spec():
     g = get_preset("gatys2016")
     assert (g.content_layers, g.style_layers) == (("relu4_2",), STYLE_LAYERS)
     assert (g.content_weight, g.style_weight, g.tv_weight) == (5, 100, 1e-3)
-    assert (g.optimizer, g.iterations, g.size, g.init, g.gram_normalization) == ("lbfgs", 1000, 512, "noise", "channels_positions")
+    assert (g.optimizer, g.iterations, g.size, g.init, g.gram_normalization) == ("lbfgs", 1000, 512, "gaussian", "channels_positions")
+    assert (g.pixel_scale, g.tv_kind, g.clamp) == (256, "neural_style", "never")  # neural-style scales by 256
     k = get_preset("keras")
     assert k.content_layers == ("relu5_2",) and k.style_layers == STYLE_LAYERS
     assert (k.content_weight, k.style_weight, k.tv_weight) == (2.5e-8, 1e-6, 1e-6)
     assert (k.optimizer, k.learning_rate, k.lr_decay, k.lr_decay_every, k.iterations, k.size, k.init) == ("sgd", 100, 0.96, 100, 4000, 400, "content")
-    assert (k.gram_normalization, k.style_reduction, k.tv_kind, k.average_layers) == ("none", "keras", "keras", True)
-    d = get_preset("d2l")
-    assert d.content_layers == ("conv4_4",) and d.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
-    assert (d.content_weight, d.style_weight, d.tv_weight, d.tv_kind) == (1, 1e3, 10, "absolute_mean")
+    assert (k.gram_normalization, k.style_reduction, k.tv_kind, k.average_layers, k.clamp) == ("none", "keras", "keras", True, "never")
+    d = get_preset("d2l")  # as its code runs: in-place ReLUs, and the style list repeated ten times
+    assert d.content_layers == ("relu4_4",) and d.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1")
+    assert (d.content_weight, d.style_weight, d.tv_weight, d.tv_kind, d.clamp) == (1, 1e4, 10, "absolute_mean", "never")
     assert (d.optimizer, d.learning_rate, d.lr_decay, d.lr_decay_every, d.iterations, d.init) == ("adam", 0.3, 0.8, 50, 500, "content")
     t = get_preset("tf-blog")
     assert t.content_layers == ("relu5_2",) and t.style_layers == STYLE_LAYERS
     assert (t.content_weight, t.style_weight, t.tv_weight) == (1e3, 1e-2, 0)
     assert (t.optimizer, t.learning_rate, t.adam_betas[0], t.adam_eps, t.iterations, t.size) == ("adam", 5, 0.99, 0.1, 1000, 512)
+    assert (t.clamp, t.adam_eps_hat) == ("step", True)
     assert all(settings.source for settings in PRESETS.values())
     with pytest.raises(SettingsError, match="gatys2016"):
         get_preset("nope")

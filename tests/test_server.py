@@ -95,7 +95,7 @@ def test_openapi_describes_every_route() -> None:
     api_routes = {(path, method) for path, method in routes if path.startswith("/api/") and path != "/api/openapi.json"}
     described = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert api_routes == described
-    assert set(document["paths"]["/api/jobs"]["post"]["responses"]) == {"202", "400", "413", "429"}
+    assert set(document["paths"]["/api/jobs"]["post"]["responses"]) == {"202", "400", "403", "413", "429"}
 
 
 def test_examples_by_name_only() -> None:

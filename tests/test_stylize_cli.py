@@ -136,7 +136,8 @@ def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
                     "style folder", "has no images")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--mask", b, *offline_weights),
                     "mask 1 is 24x24 but the content image is 40x32")
-    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out), "PAINTERLY_OFFLINE", "--encoder random --decoder PATH")
+    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--encoder", "adain", "--decoder", "adain"),
+                    "PAINTERLY_OFFLINE", "--encoder bundled --decoder bundled")
     one_clear_error(painterly("stylize", photo, "--style", a, b, "-o", out, *offline_weights),
                     "names one file but there are 2 outputs")
     (tmp_path / "other").mkdir()

@@ -223,7 +223,7 @@ def test_cli_stops_on_sigterm_with_a_checkpoint_and_resumes(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--content-dir", "{tmp}/missing", "--style-dir", "{tmp}", "-o", "{tmp}/run"], "content folder"),
+    (["--content-dir", "{tmp}/missing", "--style-dir", "{tmp}/styles", "-o", "{tmp}/run"], "content folder"),
     (["--content-dir", "{tmp}", "--style-dir", "{tmp}"], "-o RUN_DIR"),
     (["--resume", "{tmp}/nothing-here"], "no checkpoint"),
     (["--resume", "{tmp}/run", "--recipe", "keras"], "--recipe starts a new run"),

@@ -34,12 +34,20 @@ from torch import nn
 
 from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
 from .device import resolve_device
-from .encoder import ReflectionPad2d, VGG19Encoder, load_encoder
+from .encoder import ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import SettingsError, WeightsError
-from .images import image_to_tensor, resize_longer_side, tensor_to_image
+from .images import check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
 from .performance import ADAIN_SPEED, MemoryPlan, SpeedSettings, plan_memory, resolve_precision
-from .weights import BUNDLED_ENCODER_SEED, Progress, check_layout, choose_adain_weights, is_registry_name, load_weights
+from .weights import (
+    BUNDLED_ENCODER_SEED,
+    Progress,
+    check_layout,
+    choose_adain_weights,
+    is_registry_name,
+    load_weights,
+    read_record,
+)
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
 ADAIN_LAYER = "relu4_1"
@@ -60,6 +68,11 @@ DEFAULT_STYLE_SIZE = 512
 #: at 0.76-0.94x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
 #: GPU one 512 px image is too little work to fill it. The GPU figure is not yet measured.
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
+#: The fewest pixels a content or style side may have: :func:`pad_to_multiple` reflects, so its
+#: pad must stay below the side, and the decoder's reflection padding needs relu4_1 features of
+#: 2 pixels, so the padded side must reach 16 (every smaller side is refused up front).
+MIN_SIDE = next(side for side in range(1, 4 * DOWNSAMPLING)
+                if (-side) % DOWNSAMPLING < side and side + (-side) % DOWNSAMPLING >= 2 * DOWNSAMPLING)
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -224,6 +237,7 @@ class AdaINModel(nn.Module):
             )
         net = build_decoder()
         check_layout(state, "decoder", name=decoder_label)
+        _check_trained_with(read_record(state), vgg, encoder_label=encoder_label, decoder_label=decoder_label)
         net.load_state_dict({key: state[key] for key in net.state_dict()})
         model = cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label, speed=speed)
         model.weights_note = note
@@ -269,6 +283,19 @@ class AdaINModel(nn.Module):
         style_features = self.encode(pad_to_multiple(style))
         mixed = alpha * adain(features, style_features) + (1 - alpha) * features
         return self.decode(mixed)[..., :height, :width]
+
+
+def _check_trained_with(record: dict[str, Any] | None, encoder: VGG19Encoder, *, encoder_label: str,
+                        decoder_label: str) -> None:
+    """A decoder painterly trained records its encoder's fingerprint: refuse another encoder
+    (it would decode features it never saw into mush). Files without a record pass."""
+    if record is None or "encoder_sha256" not in record:
+        return
+    if record["encoder_sha256"] != encoder_fingerprint(encoder):
+        raise SettingsError(
+            f"{decoder_label} was trained with the encoder {record.get('encoder', '?')}, not {encoder_label}: "
+            "stylise with that encoder (--encoder; --encoder-seed for random weights)"
+        )
 
 
 @lru_cache(maxsize=2)
@@ -592,6 +619,10 @@ def stylize_batch(
                              preserve_color=preserve_color, masks=masks,
                              tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     contents = [content.convert("RGB") for content in contents]
+    for content in contents:
+        check_min_side(content.size, content_size, min_side=MIN_SIDE, what="the content image")
+    for index, style_image in enumerate(styles, start=1):
+        check_min_side(style_image.size, style_size, min_side=MIN_SIDE, what=f"style image {index}")
     checked_masks = None
     if masks is not None:
         for content in contents:  # every content must have the masks' size

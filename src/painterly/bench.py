@@ -6,11 +6,17 @@ Every case is timed twice in the same process, on the same random weights and in
   AdaIN as pytorch-AdaIN's test.py: ``torch.no_grad``, the encoder cut at relu4_1, the style
   encoded for every call. Gatys as the Keras example: the full VGG-19 (to pool5) and the content
   and style targets recomputed at every iteration. Training as pytorch-AdaIN's train.py.
+* ``frozen reference`` (Gatys only): the way a careful user writes Gatys in plain PyTorch, as
+  the PyTorch tutorial does: an ``nn.Sequential`` VGG-19 cut at the deepest layer the loss
+  reads, its weights frozen (no weight gradients), the targets computed once, float32, NCHW,
+  eager; its loss is written out independently of painterly's. The honest baseline.
 * ``painterly``: the default :class:`~painterly.performance.SpeedSettings` (inference mode,
   channels_last, bfloat16 where the device computes it natively), truncated encoders, cached
   style statistics and Gatys targets.
 
-A time is the median of ``repeats`` runs after ``warmup`` runs. FLOPs count convolutions (and
+A time is the median of ``repeats`` runs after ``warmup`` runs. Gatys also reports time to
+quality (``gatys_time_to_loss``): the wall time each way takes to reach the loss that the
+frozen reference reaches in that many iterations. FLOPs count convolutions (and
 Gram matrices) only, 2 per multiply-add, as SPEC.md does, so GFLOP/s compare with a device's
 peak. Weights are seeded random (Kaiming-normal): speed does not depend on their values, but
 the bfloat16 accuracy (PSNR against float32) may differ with trained weights.
@@ -30,14 +36,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, AdaINModel, adain, blend_styles, build_decoder
 from .device import resolve_device
-from .encoder import VGG19Encoder, deepest_layer, load_encoder
-from .errors import SettingsError
+from .encoder import IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES, VGG19Encoder, deepest_layer, load_encoder
+from .errors import Cancelled, SettingsError
 from .files import atomic_path
-from .gatys import GatysObjective, GatysSettings, get_preset, initial_image, make_optimizer
+from .gatys import GatysObjective, GatysSettings, Progress, get_preset, initial_image, make_optimizer, optimize, pixel_scale
+from .images import image_to_tensor, tensor_to_image
 from .losses import channel_mean_std, content_loss, mean_std_style_loss
 from .performance import (
     ADAIN_SPEED,
@@ -51,7 +59,7 @@ from .performance import (
     resolve_precision,
     training_step_flops,
 )
-from .weights import NORMALISED_INDICES, TORCHVISION_INDICES, random_vgg19_state_dict
+from .weights import NORMALISED_INDICES, TORCHVISION_INDICES, VGG19_CONV_CHANNELS, random_vgg19_state_dict
 
 #: Dense peak TFLOP/s (float32, bfloat16) of GPUs by a substring of their name, from the
 #: vendors' data sheets (SXM parts, no sparsity). The float32 figure is TF32's: cuDNN runs
@@ -66,6 +74,8 @@ GPU_PEAK_TFLOPS = {
 }
 
 BenchCallback = Callable[[int, int, str], None]
+#: The variants others are compared with: the naive run, and for Gatys the frozen reference.
+BASELINES = ("naive", "frozen reference")
 
 
 @dataclass
@@ -84,6 +94,11 @@ class BenchConfig:
     ablation: bool = False
     #: Also time the painterly settings with torch.compile.
     compile: bool = False
+    #: Gatys's optimiser: ``lbfgs`` (gatys2016) or ``adam`` (neural-style's -optimizer adam, lr 10).
+    gatys_optimizer: str = "lbfgs"
+    #: Time to quality at the first Gatys size: the frozen reference's loss after this many
+    #: iterations is the target (0: not measured).
+    gatys_time_to_loss: int = 0
     sections: tuple[str, ...] = ("adain", "gatys", "training")
 
     @classmethod
@@ -100,8 +115,10 @@ class BenchConfig:
         for size in (*self.adain_sizes, *self.gatys_sizes, self.training_size):
             if size < 32:
                 raise SettingsError(f"benchmark sizes must be at least 32 px, got {size}")
-        if self.repeats < 1 or self.warmup < 0 or self.gatys_iterations < 1:
-            raise SettingsError("repeats and iterations must be at least 1, warmup at least 0")
+        if self.repeats < 1 or self.warmup < 0 or self.gatys_iterations < 1 or self.gatys_time_to_loss < 0:
+            raise SettingsError("repeats and iterations must be at least 1, warmup and time-to-loss at least 0")
+        if self.gatys_optimizer not in ("lbfgs", "adam"):
+            raise SettingsError(f"unknown Gatys optimizer {self.gatys_optimizer!r}: choose lbfgs or adam")
         unknown = set(self.sections) - {"adain", "gatys", "training"}
         if unknown:
             raise SettingsError(f"unknown benchmark section(s) {', '.join(sorted(unknown))}: choose adain, gatys, training")
@@ -135,14 +152,16 @@ class BenchReport:
     measurements: list[Measurement] = field(default_factory=list)
 
     def speedups(self) -> list[dict[str, Any]]:
-        """naive seconds / other seconds for each case that has both."""
-        naive = {self._key(m): m for m in self.measurements if m.variant == "naive"}
+        """Baseline seconds / other seconds for each case that has both, for each baseline
+        (:data:`BASELINES`) the case has."""
         rows = []
-        for m in self.measurements:
-            base = naive.get(self._key(m))
-            if m.variant != "naive" and base is not None and m.seconds > 0:
-                rows.append({"case": m.case, "size": m.size, "batch": m.batch, "style_cached": m.style_cached,
-                             "variant": m.variant, "speedup": base.seconds / m.seconds})
+        for baseline in BASELINES:
+            bases = {self._key(m): m for m in self.measurements if m.variant == baseline}
+            for m in self.measurements:
+                base = bases.get(self._key(m))
+                if m.variant not in BASELINES[: BASELINES.index(baseline) + 1] and base is not None and m.seconds > 0:
+                    rows.append({"case": m.case, "size": m.size, "batch": m.batch, "style_cached": m.style_cached,
+                                 "variant": m.variant, "baseline": baseline, "speedup": base.seconds / m.seconds})
         return rows
 
     @staticmethod
@@ -386,20 +405,23 @@ class _FullDepth(nn.Module):
         return {name: features[name] for name in layers}
 
 
+LossFunction = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
 class _GatysRun:
-    """One L-BFGS optimisation as :func:`~painterly.gatys.optimize_image` runs it, one step at a time.
+    """One optimisation as :func:`~painterly.gatys.optimize_image` runs it, one step at a time.
 
     ``objective()`` gives the loss function for each iteration: the naive run builds a new
-    :class:`GatysObjective` every time (targets recomputed), painterly's returns one built once.
+    :class:`GatysObjective` every time (targets recomputed), the others return one built once.
     As in ``optimize_image``, only the losses run under ``speed``'s precision, not the optimiser.
     """
 
-    def __init__(self, objective: Callable[[], GatysObjective], start: torch.Tensor, settings: GatysSettings,
+    def __init__(self, objective: Callable[[], LossFunction], start: torch.Tensor, settings: GatysSettings,
                  speed: SpeedSettings = SpeedSettings(precision="float32", channels_last=False)) -> None:
         self.objective = objective
         self.speed = speed
         # NCHW whatever the layout of the network: L-BFGS flattens the gradient with view().
-        self.pixels = (start.detach() * settings.pixel_scale).contiguous().requires_grad_(True)
+        self.pixels = (start.detach() * pixel_scale(settings, start)).contiguous().requires_grad_(True)
         self.optimizer = make_optimizer(self.pixels, settings)
 
     def __call__(self) -> float:
@@ -410,16 +432,83 @@ class _GatysRun:
             loss.backward()
             return loss
 
-        return float(self.optimizer.step(closure).detach())  # the loss at the step's start
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            return float(self.optimizer.step(closure).detach())  # the loss at the step's start
+        loss = closure()
+        self.optimizer.step()
+        return float(loss.detach())
+
+
+def frozen_reference(settings: GatysSettings, content: torch.Tensor, style: torch.Tensor, *, seed: int = 0) -> LossFunction:
+    """gatys2016's loss written as a careful PyTorch user writes it, independently of painterly.
+
+    The PyTorch tutorial's structure: torchvision's VGG-19 as an ``nn.Sequential`` cut at the
+    deepest layer the loss reads, with frozen weights (``requires_grad_(False)``: autograd then
+    computes no weight gradients), targets computed once, float32, NCHW, eager. The loss is
+    c MSE(F, P) + s sum_l MSE(F F^T / (C H W), A_l) + t 1/2 sum (dx^2 + dy^2) (inner pixels).
+    """
+    if (settings.tv_kind, settings.gram_normalization, settings.style_reduction, settings.content_reduction,
+            settings.average_layers, isinstance(settings.pixel_scale, tuple)) != (
+            "neural_style", "channels_positions", "mean", "mean", False, False):
+        raise SettingsError("the frozen reference computes gatys2016's loss only")
+    names = settings.content_layers + settings.style_layers
+    last = max(LAYER_NAMES.index(name) for name in names)
+    modules: list[nn.Module] = []
+    channels = iter(VGG19_CONV_CHANNELS)
+    for name in LAYER_NAMES[: last + 1]:  # the order of torchvision's vgg19().features
+        if name.startswith("conv"):
+            modules.append(nn.Conv2d(*next(channels), 3, padding=1))
+        else:
+            modules.append(nn.ReLU() if name.startswith("relu") else nn.MaxPool2d(2, 2))
+    net = nn.Sequential(*modules)
+    state = {key.removeprefix("features."): value for key, value in random_vgg19_state_dict(seed).items()}
+    net.load_state_dict({key: value for key, value in state.items() if int(key.split(".")[0]) <= last})
+    net = net.to(content.device).eval().requires_grad_(False)
+    mean, std = (torch.tensor(v, device=content.device).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    wanted = {LAYER_NAMES.index(name): name for name in names}
+
+    def features(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        x, out = (pixels / settings.pixel_scale - mean) / std, {}
+        for index, module in enumerate(net):
+            x = module(x)
+            if index in wanted:
+                out[wanted[index]] = x * settings.feature_scale
+        return out
+
+    def gram(f: torch.Tensor) -> torch.Tensor:
+        flat = f.flatten(2)
+        return flat @ flat.transpose(1, 2) / flat[0].numel()
+
+    with torch.no_grad():
+        content_targets = features(content * settings.pixel_scale)
+        style_targets = {name: gram(f) for name, f in features(style * settings.pixel_scale).items()}
+
+    def loss(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = features(pixels)
+        content_term = sum(F.mse_loss(out[name], content_targets[name]) for name in settings.content_layers)
+        style_term = sum(F.mse_loss(gram(out[name]), style_targets[name]) for name in settings.style_layers)
+        dx = pixels[..., :-1, 1:] - pixels[..., :-1, :-1]
+        dy = pixels[..., 1:, :-1] - pixels[..., :-1, :-1]
+        tv = 0.5 * (dx.square().sum() + dy.square().sum())
+        return {"total": settings.content_weight * content_term + settings.style_weight * style_term + settings.tv_weight * tv}
+
+    return loss
+
+
+def gatys_bench_settings(config: BenchConfig) -> GatysSettings:
+    """gatys2016, or with Adam at neural-style's -learning_rate (10) for ``gatys_optimizer`` adam."""
+    settings = get_preset("gatys2016")
+    return settings.updated(optimizer="adam", learning_rate=10.0) if config.gatys_optimizer == "adam" else settings
 
 
 def bench_gatys(config: BenchConfig, device: torch.device, report: BenchReport, step: Callable[[str], None], *, seed: int = 0) -> None:
-    """Seconds per iteration of the gatys2016 preset (L-BFGS) from the same noise, and the loss reached.
+    """Seconds per iteration of gatys2016 from the same start, and the loss reached.
 
-    Every run takes the same steps on the same loss, so the losses must agree; only the naive
-    run's network computes layers the loss never reads, and its targets again at every step.
+    Every run takes the same steps on the same loss, so the losses must agree up to rounding
+    (and bfloat16's error); the naive run's network computes layers the loss never reads, and
+    its targets again at every step; the frozen reference is the careful plain-PyTorch run.
     """
-    settings = get_preset("gatys2016")
+    settings = gatys_bench_settings(config)
     layers = settings.content_layers + settings.style_layers
     full, _ = load_encoder("random", last_layer="pool5", seed=seed, device=device)
     truncated, _ = load_encoder("random", last_layer=deepest_layer(layers), seed=seed, device=device)
@@ -432,7 +521,9 @@ def bench_gatys(config: BenchConfig, device: torch.device, report: BenchReport, 
         start = initial_image(content, settings, seed=seed)
         flops = gatys_iteration_flops(size, size, layers=layers, style_layers=settings.style_layers)
         estimate = plan_memory("gatys", height=size, width=size, device=device, layers=layers).estimate_bytes
-        calls = {"naive": _GatysRun(lambda: GatysObjective(naive_encoder, content, [style], settings), start, settings)}
+        reference = frozen_reference(settings, content, style, seed=seed)
+        calls = {"naive": _GatysRun(lambda: GatysObjective(naive_encoder, content, [style], settings), start, settings),
+                 "frozen reference": _GatysRun(lambda: reference, start, settings)}
         variants = _variants(config, GATYS_SPEED)
         for name, speed in variants:
             with speed.running(device, grad=True):
@@ -440,10 +531,57 @@ def bench_gatys(config: BenchConfig, device: torch.device, report: BenchReport, 
             calls[name] = _GatysRun(lambda o=objective: o, start, settings, speed)
         # Each call is an iteration; the runs advance together, so the last losses are comparable.
         timings = time_calls(calls, device=device, warmup=config.warmup, repeats=config.gatys_iterations)
-        for name, precision in [("naive", "float32")] + [(n, resolve_precision(v.precision, device)) for n, v in variants]:
+        for name, precision in [("naive", "float32"), ("frozen reference", "float32")] + [
+                (n, resolve_precision(v.precision, device)) for n, v in variants]:
             seconds, peak, loss = timings[name]
             report.measurements.append(_measurement("gatys", name, size, 1, seconds, flops, precision,
                                                     peak=peak, estimate=estimate, final_loss=loss))
+
+
+def bench_gatys_time_to_loss(config: BenchConfig, device: torch.device, report: BenchReport, step: Callable[[str], None],
+                             *, seed: int = 0) -> None:
+    """Wall time to reach the loss the frozen reference reaches in ``gatys_time_to_loss``
+    iterations: the reference, ``painterly optimize`` as a user runs it (weights loaded and
+    targets computed inside the time), and the same coarse to fine (2 scales, half the
+    iterations at half the size first). Each may take up to 3 times the reference's iterations."""
+    size, iterations = config.gatys_sizes[0], config.gatys_time_to_loss
+    step(f"gatys {size}px time to loss")
+    settings = gatys_bench_settings(config)
+    generator = torch.Generator().manual_seed(seed + 1)
+    content_image, style_image = (tensor_to_image(torch.rand((1, 3, size, size), generator=generator)) for _ in range(2))
+    content, style = image_to_tensor(content_image).to(device), image_to_tensor(style_image).to(device)
+    _sync(device)
+    begin = time.perf_counter()
+    run = _GatysRun(lambda loss=frozen_reference(settings, content, style, seed=seed): loss,
+                    initial_image(content, settings, seed=seed), settings)
+    losses = [run() for _ in range(iterations)]
+    _sync(device)
+    target, seconds = losses[-1], time.perf_counter() - begin
+    report.measurements.append(_measurement("gatys to loss", "frozen reference", size, 1, seconds, 0.0, "float32",
+                                            final_loss=target))
+    report.measurements[-1].note = f"target: its loss at iteration {iterations}"
+    coarse = settings.updated(scales=2, iterations_per_scale=(max(1, iterations // 2), 3 * iterations))
+    for name, run_settings in (("painterly", settings.updated(iterations=3 * iterations)), ("painterly coarse-to-fine", coarse)):
+        reached: dict[str, float] = {}
+
+        def stop_at_target(progress: Progress) -> None:
+            if progress.scale == progress.scales and progress.losses["total"] <= target:
+                _sync(device)
+                reached.update(seconds=time.perf_counter() - begin, loss=progress.losses["total"],
+                               iteration=progress.iteration)
+                raise Cancelled("reached")
+
+        begin = time.perf_counter()
+        try:
+            optimize(content_image, style_image, settings=run_settings, size=size, weights="random", seed=seed, device=device,
+                     speed=GATYS_SPEED, callback=stop_at_target)
+        except Cancelled:
+            pass
+        measurement = _measurement("gatys to loss", name, size, 1, reached.get("seconds", math.nan), 0.0, "float32",
+                                   final_loss=reached.get("loss"))
+        measurement.note = (f"reached at iteration {reached['iteration']} of the last scale" if reached
+                            else f"not reached in {3 * iterations} iterations")
+        report.measurements.append(measurement)
 
 
 #: The decoder's style weight in pytorch-AdaIN's recipe (mean squared errors).
@@ -496,8 +634,9 @@ def run_benchmark(config: BenchConfig, *, device: str | torch.device = "auto", s
     """Time the sections of ``config`` on ``device``; ``callback(done, total, case)`` before each case."""
     device = resolve_device(device)
     report = BenchReport(device_info(device, peak_gflops=peak_gflops), asdict(config))
+    gatys = "gatys" in config.sections
     total = (len(config.adain_sizes) * len(config.adain_batches) * 2 * ("adain" in config.sections)
-             + len(config.gatys_sizes) * ("gatys" in config.sections) + ("training" in config.sections))
+             + (len(config.gatys_sizes) + bool(config.gatys_time_to_loss)) * gatys + ("training" in config.sections))
     done = 0
 
     def step(case: str) -> None:
@@ -509,6 +648,8 @@ def run_benchmark(config: BenchConfig, *, device: str | torch.device = "auto", s
     sections = {"adain": bench_adain, "gatys": bench_gatys, "training": bench_training}
     for section in config.sections:
         sections[section](config, device, report, step, seed=seed)
+        if section == "gatys" and config.gatys_time_to_loss:
+            bench_gatys_time_to_loss(config, device, report, step, seed=seed)
     if callback is not None:
         callback(done, total, "done")
     return report

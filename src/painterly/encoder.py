@@ -13,6 +13,7 @@ Two flavours, one per weight layout:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Iterable, Mapping, Sequence
 
@@ -58,6 +59,27 @@ def deepest_layer(layers: Iterable[str]) -> str:
     if not layers:
         raise SettingsError("no layers given")
     return max(layers, key=LAYER_NAMES.index)
+
+
+def smallest_input_side(*, flavour: str, last_layer: str) -> int:
+    """The fewest pixels an image side may have for features up to ``last_layer``.
+
+    Followed through the layers: each 2x2 pooling halves a side (rounding down for torchvision,
+    up for the normalised net's ``ceil_mode``), and must leave at least 1 pixel; reflection
+    padding needs at least 2 pixels before every convolution of the normalised net.
+    """
+    layers = LAYER_NAMES[: LAYER_NAMES.index(deepest_layer([last_layer])) + 1]
+    for side in range(1, 1 << 12):
+        size, fits = side, True
+        for name in layers:
+            if name.startswith("conv") and flavour == "normalised" and size < 2:
+                fits = False
+            elif name.startswith("pool"):
+                size = -(-size // 2) if flavour == "normalised" else size // 2
+                fits = fits and size >= 1
+        if fits:
+            return side
+    raise ValueError(f"no input side fits {last_layer}")
 
 
 class ReflectionPad2d(nn.ReflectionPad2d):
@@ -133,6 +155,16 @@ class VGG19Encoder(nn.Module):
             if self.flavour == "normalised":
                 self.preprocess.weight.copy_(state_dict["0.weight"])
                 self.preprocess.bias.copy_(state_dict["0.bias"])
+
+
+def encoder_fingerprint(encoder: VGG19Encoder) -> str:
+    """SHA-256 of the encoder's weights (float32, its state dict's order): what a trained decoder
+    records of the encoder it fits, whatever name or file the weights came from."""
+    digest = hashlib.sha256(encoder.flavour.encode())
+    for key, value in encoder.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_encoder(

@@ -12,11 +12,16 @@ Where we depart from the recipes (each preset's ``source`` says which applies):
 
 * Sizes are the longer side with the aspect ratio kept (Keras fixes the height at 400 and d2l
   resizes to 300x450 exactly).
-* The Keras and TensorFlow recipes use Caffe's VGG-19 (BGR, 0-255 input); torchvision's VGG
-  stands in for it, its features multiplied by ``feature_scale`` = 255 x 0.226 to bring them to
-  Caffe's magnitude, so that the recipes' weights keep their balance.
-* The image is optimised in the recipe's own pixel space (x times ``pixel_scale``), so learning
-  rates and the total-variation weight mean what they meant there.
+* The Keras, TensorFlow and neural-style recipes use Caffe's VGG-19 (BGR, 0-255 input);
+  torchvision's VGG stands in for it, its features multiplied by ``feature_scale`` (255 x 0.226;
+  256 x 0.226 for neural-style, which scales pixels by 256) to bring them to Caffe's magnitude,
+  so that the recipes' weights keep their balance. Everything else each preset computes is the
+  recipe's code as it runs, checked term by term in tests/test_preset_fidelity.py and described
+  in docs/presets.md.
+* The image is optimised in the recipe's own pixel space (x times ``pixel_scale``, one number
+  or one per channel), so learning rates and the total-variation weight mean what they meant
+  there. The mean that the recipes subtract shifts the pixels, and a shift changes neither the
+  gradients nor the steps, so it is left out; ``clamp`` keeps the valid range [0, pixel_scale].
 
 Creative controls (:func:`optimize`; Gatys et al. 2017, "Controlling Perceptual Factors in
 Neural Style Transfer", and jcjohnson/neural-style): several styles with blend weights, spatial
@@ -26,9 +31,9 @@ coarse-to-fine scales and checkpoints that a run can be resumed from.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-import pickle
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -39,11 +44,11 @@ from PIL import Image
 
 from .color import PRESERVE_COLOR_CHOICES, grey, keep_luminance, prepare_colors, restore_colors
 from .device import resolve_device
-from .encoder import VGG19Encoder, deepest_layer, load_encoder
+from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import PainterlyError, SettingsError
-from .files import atomic_path
+from .files import load_torch, save_torch
 from .gatys_tiles import content_features_in_tiles, grams_in_tiles, minimum_tile, tiled_losses
-from .images import MIN_SIZE, check_size, image_to_tensor, resize_longer_side, tensor_to_image
+from .images import MIN_SIZE, check_min_side, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
     content_loss,
     gram_matrix,
@@ -58,6 +63,15 @@ from .weights import choose_weights
 
 #: Brings torchvision-normalised features to the magnitude of Caffe's 0-255 network.
 CAFFE_FEATURE_SCALE = 255.0 * 0.226
+#: Caffe's mean pixel, RGB on the 0-255 scale (the recipes subtract it in BGR order).
+CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
+#: jcjohnson/neural-style multiplies [0, 1] pixels by 256 (not 255) before subtracting the mean.
+NEURAL_STYLE_PIXEL_SCALE = 256.0
+#: d2l optimises the ImageNet-normalised image: pixels divided by each channel's std.
+IMAGENET_PIXEL_SCALE = (1 / 0.229, 1 / 0.224, 1 / 0.225)
+INIT_CHOICES = ("content", "noise", "gaussian")
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+CLAMP_CHOICES = ("auto", "never", "step", "closure")
 STANDARD_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
@@ -78,7 +92,8 @@ class GatysSettings:
     content_reduction: str = "mean"
     tv_kind: str = "squared"
     feature_scale: float = CAFFE_FEATURE_SCALE
-    pixel_scale: float = 255.0
+    #: The optimised variable is the [0, 1] image times this: one number, or one per channel (RGB).
+    pixel_scale: float | tuple[float, ...] = 255.0
     optimizer: str = "lbfgs"
     learning_rate: float = 1.0
     #: Learning rate times ``lr_decay`` every ``lr_decay_every`` iterations (0: constant).
@@ -90,7 +105,18 @@ class GatysSettings:
     adam_eps: float = 1e-8
     iterations: int = 1000
     size: int = 512
+    #: ``content``, ``noise`` (uniform in [0, 1]) or ``gaussian`` (neural-style's ``-init random``:
+    #: Caffe's mean colour plus Gaussian noise of std 0.001 on its 0-256 scale).
     init: str = "noise"
+    # -- Fidelity to the recipes' code (docs/presets.md) --------------------------------------
+    #: When the pixels are clamped to [0, pixel_scale]: ``never``; ``step``, after each optimiser
+    #: step (the TensorFlow blog); ``closure``, before every loss evaluation, L-BFGS's included
+    #: (the PyTorch tutorial); ``auto``: ``step`` for Adam and SGD, ``never`` for L-BFGS.
+    clamp: str = "auto"
+    #: Add ``adam_eps`` to sqrt(v) before Adam's bias correction, as TensorFlow 1's Adam does
+    #: (torch adds it after: the same step as torch with eps / sqrt(1 - beta2^t)).
+    adam_eps_hat: bool = False
+    # ------------------------------------------------------------------------------------------
     #: The encoder weights the recipe was designed for.
     weights: str = "vgg19"
     #: Colour control (:func:`painterly.color.prepare_colors`): ``none``, ``luminance`` or ``match``.
@@ -110,8 +136,7 @@ class GatysSettings:
         deepest_layer(self.content_layers + self.style_layers)  # raises on unknown layer names
         if self.optimizer not in ("lbfgs", "adam", "sgd"):
             raise SettingsError(f"unknown optimizer {self.optimizer!r}: choose lbfgs, adam or sgd")
-        if self.init not in ("content", "noise"):
-            raise SettingsError(f"unknown init {self.init!r}: choose content, noise, or pass an image")
+        self._check_fidelity_settings()
         if self.iterations < 1:
             raise SettingsError(f"iterations must be at least 1, got {self.iterations}")
         for name in ("content_weight", "style_weight", "tv_weight"):
@@ -133,6 +158,22 @@ class GatysSettings:
             raise SettingsError(f"{len(self.iterations_per_scale)} iterations_per_scale given for {self.scales} scales")
         if any(n < 1 for n in self.iterations_per_scale):
             raise SettingsError(f"iterations_per_scale must all be at least 1, got {list(self.iterations_per_scale)}")
+
+    def _check_fidelity_settings(self) -> None:
+        if self.init not in INIT_CHOICES:
+            raise SettingsError(f"unknown init {self.init!r}: choose {', '.join(INIT_CHOICES)}, or pass an image")
+        if self.clamp not in CLAMP_CHOICES:
+            raise SettingsError(f"unknown clamp {self.clamp!r}: choose {', '.join(CLAMP_CHOICES)}")
+        scales = self.pixel_scale if isinstance(self.pixel_scale, tuple) else (self.pixel_scale,)
+        if len(scales) not in (1, 3) or not all(0 < value < math.inf for value in (*scales, self.feature_scale)):
+            raise SettingsError(f"pixel_scale (one number or three) and feature_scale must be positive, "
+                                f"got {self.pixel_scale} and {self.feature_scale}")
+        if not 0 < self.lr_decay < math.inf or self.lr_decay_every < 0:
+            raise SettingsError(f"lr_decay must be positive and lr_decay_every >= 0, got {self.lr_decay} and {self.lr_decay_every}")
+
+    def clamps_after_step(self) -> bool:
+        """Whether the pixels are clamped after each optimiser step (``clamp`` resolved)."""
+        return self.clamp == "step" or (self.clamp == "auto" and self.optimizer != "lbfgs")
 
     def updated(self, **changes: Any) -> "GatysSettings":
         """A copy with ``changes`` applied (None values ignored, so CLI defaults pass through)."""
@@ -165,8 +206,14 @@ class GatysSettings:
 
 PRESETS: dict[str, GatysSettings] = {
     "gatys2016": GatysSettings(
-        source="Gatys et al. 2016 as run by jcjohnson/neural-style: Gram / (C M), MSE terms, "
-        "squared TV on 0-255 pixels, L-BFGS from noise",
+        tv_kind="neural_style",
+        feature_scale=NEURAL_STYLE_PIXEL_SCALE * 0.226,
+        pixel_scale=NEURAL_STYLE_PIXEL_SCALE,
+        init="gaussian",
+        clamp="never",
+        source="Gatys et al. 2016 as jcjohnson/neural-style's code runs: Gram / (C H W), MSE terms, "
+        "TV whose gradient is that of 1/2 sum (dx^2 + dy^2) on 0-256 pixels (it scales by 256), L-BFGS "
+        "(step 1, 100 corrections) from the mean colour plus N(0, 0.001^2), never clamped",
     ),
     "keras": GatysSettings(
         content_layers=("relu5_2",),
@@ -186,18 +233,23 @@ PRESETS: dict[str, GatysSettings] = {
         iterations=4000,
         size=400,
         init="content",
+        clamp="never",
         source="Keras example 'Neural style transfer': block5_conv2 content, raw Grams with "
-        "sum / (4 * 3^2 * (HW)^2), TV (dx^2 + dy^2)^1.25, SGD 100 x 0.96 per 100 steps",
+        "sum / (4 * 3^2 * (HW)^2), TV (dx^2 + dy^2)^1.25, SGD 100 x 0.96^(step/100), never clipped "
+        "while it runs (only when saved)",
     ),
     "d2l": GatysSettings(
-        content_layers=("conv4_4",),
-        style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+        # d2l collects torchvision's features[25] and [0, 5, 10, 19], but the in-place ReLU after
+        # each overwrites it: as the code runs these are relu layers; features[28] is the last
+        # module kept, so conv5_1 stays before its ReLU.
+        content_layers=("relu4_4",),
+        style_layers=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1"),
         content_weight=1.0,
-        style_weight=1e3,
+        style_weight=1e4,  # 1e3 as written, but sum(10 * styles_l + ...) repeats the list ten times
         tv_weight=10.0,
         tv_kind="absolute_mean",
         feature_scale=1.0,
-        pixel_scale=1 / 0.226,  # d2l optimises the ImageNet-normalised image: one std for all channels
+        pixel_scale=IMAGENET_PIXEL_SCALE,
         optimizer="adam",
         learning_rate=0.3,
         lr_decay=0.8,
@@ -205,8 +257,11 @@ PRESETS: dict[str, GatysSettings] = {
         iterations=500,
         size=450,
         init="content",
-        source="Dive into Deep Learning, 'Neural Style Transfer': pre-ReLU layers, Gram / (C H W), "
-        "MSE terms, TV 0.5 (mean |dx| + mean |dy|), Adam 0.3 x 0.8 every 50 steps",
+        clamp="never",
+        source="Dive into Deep Learning, 'Neural Style Transfer', as its code runs: relu4_4 content, "
+        "relu1_1-relu4_1 + conv5_1 style (its in-place ReLUs overwrite the conv outputs it collects), "
+        "style weight 1e4 (the text's 1e3 times its list repeated 10 times), Gram / (C H W), MSE terms, "
+        "TV 0.5 (mean |dx| + mean |dy|) on the normalised image, Adam 0.3 x 0.8 every 50 steps, never clamped",
     ),
     "tf-blog": GatysSettings(
         content_layers=("relu5_2",),
@@ -220,11 +275,14 @@ PRESETS: dict[str, GatysSettings] = {
         learning_rate=5.0,
         adam_betas=(0.99, 0.999),
         adam_eps=0.1,
+        adam_eps_hat=True,
         iterations=1000,
         size=512,
         init="content",
+        clamp="step",
         source="TensorFlow blog, eager execution: Gram / M, MSE terms averaged over layers, "
-        "no TV, Adam lr 5, beta1 0.99, eps 0.1, pixels clipped each step",
+        "no TV, TensorFlow 1's Adam (lr 5, beta1 0.99, eps 0.1 before bias correction), pixels "
+        "clipped to 0-255 each step; it returns its lowest-loss image, painterly the last",
     ),
 }
 DEFAULT_PRESET = "gatys2016"
@@ -287,6 +345,7 @@ class GatysObjective:
         self.encoder = encoder
         self.tile_size = tile_size
         self.settings = settings
+        self.pixel_scale = pixel_scale(settings, content)
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
         self.style_layers = tuple(dict.fromkeys(settings.style_layers))
         blend = normalized_weights(style_weights, len(styles))
@@ -315,6 +374,9 @@ class GatysObjective:
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
+        # The network may run in bfloat16 (autocast); the Grams and losses do not: in float32,
+        # a Gram sums H W products and the losses differences of nearly equal numbers.
+        features = {name: value.float() if value.dtype in LOW_PRECISION else value for name, value in features.items()}
         scale = self.settings.feature_scale
         return {name: value * scale for name, value in features.items()} if scale != 1 else features
 
@@ -322,12 +384,19 @@ class GatysObjective:
         if self.tile_size is not None:
             return grams_in_tiles(self, style, tile_size=self.tile_size)
         features = self._features(style)
-        return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
+        with torch.autocast(style.device.type, enabled=False):
+            return {layer: gram_matrix(features[layer], normalization=self.settings.gram_normalization) for layer in self.style_layers}
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses of the image ``pixels`` (in the recipe's pixel space)."""
         s = self.settings
-        features = self._features(pixels / s.pixel_scale)
+        features = self._features(pixels / self.pixel_scale)
+        with torch.autocast(pixels.device.type, enabled=False):  # Grams and losses in float32
+            return self._losses(features, pixels)
+
+    def _losses(self, features: dict[str, torch.Tensor], pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted terms from the image's (float32) features."""
+        s = self.settings
         content = sum(
             content_loss(features[layer], target, reduction=s.content_reduction)
             for layer, target in self.content_targets.items()
@@ -380,11 +449,38 @@ def learning_rate_at(settings: GatysSettings, iteration: int) -> float:
 
 
 def initial_image(content: torch.Tensor, settings: GatysSettings, *, seed: int) -> torch.Tensor:
-    """The starting image in [0, 1]: the content, or seeded white noise (Gatys et al.)."""
+    """The starting image in [0, 1]: the content, seeded uniform noise (Gatys et al.), or
+    neural-style's ``-init random``: randn x 0.001 in Caffe's mean-subtracted 0-256 space, that is
+    the mean colour plus noise of std 0.001 / 256 (the values of Torch's generator differ)."""
     if settings.init == "content":
         return content.clone()
     generator = torch.Generator().manual_seed(seed)
+    if settings.init == "gaussian":
+        mean = torch.tensor(CAFFE_MEAN_RGB).view(1, 3, 1, 1) / NEURAL_STYLE_PIXEL_SCALE
+        noise = torch.randn(content.shape, generator=generator) * (0.001 / NEURAL_STYLE_PIXEL_SCALE)
+        return (mean + noise).to(content.device)
     return torch.rand(content.shape, generator=generator).to(content.device)
+
+
+def pixel_scale(settings: GatysSettings, like: torch.Tensor) -> float | torch.Tensor:
+    """``settings.pixel_scale`` as a number, or a (1, 3, 1, 1) tensor on ``like``'s device."""
+    if isinstance(settings.pixel_scale, tuple):
+        return torch.tensor(settings.pixel_scale, dtype=torch.float32, device=like.device).view(1, 3, 1, 1)
+    return settings.pixel_scale
+
+
+def clamp_pixels(pixels: torch.Tensor, scale: float | torch.Tensor) -> None:
+    """Clamp the optimised pixels, in place, to the image's range [0, scale]."""
+    with torch.no_grad():
+        pixels.clamp_(min=0).clamp_(max=scale)
+
+
+def schedule(optimizer: torch.optim.Optimizer, settings: GatysSettings, iteration: int) -> None:
+    """Set the learning rate (and TensorFlow's eps, see ``adam_eps_hat``) for 0-based ``iteration``."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate_at(settings, iteration)
+        if settings.adam_eps_hat and settings.optimizer == "adam":
+            group["eps"] = settings.adam_eps / math.sqrt(1 - settings.adam_betas[1] ** (iteration + 1))
 
 
 def optimize_image(
@@ -430,7 +526,7 @@ def optimize_image(
                 "resume with the same content image and size"
             )
     else:
-        start = settings.pixel_scale * (init_image if init_image is not None else initial_image(content, settings, seed=seed))
+        start = objective.pixel_scale * (init_image if init_image is not None else initial_image(content, settings, seed=seed))
         done = 0
     pixels = start.detach().clone().contiguous().requires_grad_(True)
     optimizer = make_optimizer(pixels, settings)
@@ -441,12 +537,14 @@ def optimize_image(
             raise SettingsError(f"the checkpoint's optimiser state does not fit this run ({error})") from None
     history: list[dict[str, float]] = []
 
+    scale = objective.pixel_scale
     for iteration in range(done, settings.iterations):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(settings, iteration)
+        schedule(optimizer, settings, iteration)
         reported: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
+            if settings.clamp == "closure":  # as the PyTorch tutorial, before every evaluation
+                clamp_pixels(pixels, scale)
             optimizer.zero_grad()
             if tile_size is not None:  # statistics over the tiles, then each tile's gradient
                 losses = tiled_losses(objective, pixels, tile_size=tile_size, speed=speed)
@@ -459,10 +557,10 @@ def optimize_image(
             return losses["total"]
 
         optimizer.step(closure)
-        if settings.optimizer != "lbfgs":
-            with torch.no_grad():  # keep pixels valid, as the TensorFlow blog clips each step
-                pixels.clamp_(0, settings.pixel_scale)
-        losses = {key: float(value) for key, value in reported.items()}
+        if settings.clamps_after_step():  # keep pixels valid, as the TensorFlow blog clips each step
+            clamp_pixels(pixels, scale)
+        # one device-to-host copy for all the terms, not one per term (a sync each on a GPU)
+        losses = dict(zip(reported, torch.stack(list(reported.values())).tolist()))
         if not math.isfinite(losses["total"]):
             raise SettingsError(
                 f"the loss became {losses['total']} at iteration {iteration + 1}: "
@@ -474,12 +572,14 @@ def optimize_image(
             def checkpoint(done: int = iteration + 1) -> dict[str, Any]:
                 return {"pixels": pixels.detach(), "optimizer": optimizer.state_dict(), "iteration": done}
 
-            image = (pixels.detach() / settings.pixel_scale).clamp(0, 1)
+            image = (pixels.detach() / scale).clamp(0, 1)
             callback(Progress(iteration + 1, settings.iterations, losses, image, optimizer, checkpoint=checkpoint))
-    return GatysResult((pixels.detach() / settings.pixel_scale).clamp(0, 1), history)
+    return GatysResult((pixels.detach() / scale).clamp(0, 1), history)
 
 
 CHECKPOINT_FORMAT = "painterly optimize checkpoint 1"
+#: What :func:`load_checkpoint` insists on (``inputs``, added later, is optional).
+CHECKPOINT_KEYS = ("pixels", "optimizer", "iteration", "settings", "seed", "weights", "scale", "history")
 #: What a resumed run may change: how long it runs.
 RESUMABLE_CHANGES = ("iterations", "iterations_per_scale")
 
@@ -490,22 +590,59 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> P
     With L-BFGS it holds the curvature history (up to 200 image-sized tensors), so it can be
     much larger than the image; Adam's holds two image-sized tensors.
     """
-    with atomic_path(path) as temporary:
-        torch.save(dict(checkpoint), temporary)
-    return Path(path)
+    return save_torch(dict(checkpoint), path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors only, nothing executable)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise PainterlyError(f"{path}: no such checkpoint") from None
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise PainterlyError(f"{path}: not a painterly checkpoint ({error})") from None
+    if not Path(path).is_file():
+        raise PainterlyError(f"{path}: no such checkpoint")
+    checkpoint = load_torch(path, what="a painterly checkpoint")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise PainterlyError(f"{path}: not a painterly optimize checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise PainterlyError(f"{path}: an incomplete painterly checkpoint (no {', '.join(missing)})")
     return checkpoint
+
+
+def input_digests(content: Image.Image, styles: Sequence[Image.Image], masks: Sequence[Image.Image] | None,
+                  init_image: Image.Image | None) -> dict[str, Any]:
+    """SHA-256 of every input image's pixels (and size and mode), recorded in checkpoints so a
+    resumed run can refuse different inputs. Pixels, not file bytes: the Python API has no files,
+    and a re-saved file with the same pixels is the same input."""
+
+    def digest(image: Image.Image) -> str:
+        return hashlib.sha256(f"{image.mode} {image.size}".encode() + image.tobytes()).hexdigest()
+
+    return {
+        "content": digest(content),
+        "style": [digest(style) for style in styles],
+        "mask": [digest(mask) for mask in masks] if masks is not None else None,
+        "init": digest(init_image) if init_image is not None else None,
+    }
+
+
+def _check_same_inputs(saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> None:
+    if saved is None:  # a checkpoint from before inputs were recorded
+        return
+    changed = [name for name in now if saved.get(name) != now[name]]
+    if changed:
+        raise SettingsError(
+            f"the {' and '.join(changed)} image(s) differ from the checkpoint's run: resume with the same inputs"
+        )
+
+
+def _check_sides(content: Image.Image, styles: Sequence[Image.Image], sizes: Sequence[int], style_scale: float,
+                 min_side: int) -> None:
+    """At every scale, each image must keep ``min_side`` pixels a side for the deepest layer
+    (each pooling halves it): refuse up front, naming the smallest size that works."""
+    for number, size in enumerate(sizes, start=1):
+        at = f" at scale {number} of {len(sizes)}" if len(sizes) > 1 else ""
+        check_min_side(content.size, size, min_side=min_side, what=f"the content image{at}")
+        for index, style in enumerate(styles, start=1):
+            check_min_side(style.size, round(style_scale * size), min_side=min_side,
+                           what=f"style image {index} (at style_scale x size){at}")
 
 
 def _check_resumable(settings: GatysSettings, checkpoint: Mapping[str, Any]) -> None:
@@ -626,9 +763,11 @@ def optimize(
     else:
         base = settings if settings is not None else get_preset(preset)
     settings = base.updated(size=size, iterations=iterations, **overrides)
+    styles = [style] if isinstance(style, Image.Image) else list(style)
+    digests = input_digests(content, styles, masks, init_image)
     if checkpoint is not None:
         _check_resumable(settings, checkpoint)
-    styles = [style] if isinstance(style, Image.Image) else list(style)
+        _check_same_inputs(checkpoint.get("inputs"), digests)
     blend = normalized_weights(style_weights, len(styles))
     mask_images = _check_masks(masks, content, len(styles))
     sizes, counts = settings.scale_sizes(), settings.scale_iterations()
@@ -650,6 +789,7 @@ def optimize(
                        layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer,
                        tile=tile, tile_size=tile_size, budget_bytes=None if max_memory is None else int(max_memory * 2**30))
     encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress)
+    _check_sides(content, styles, sizes, settings.style_scale, smallest_input_side(flavour=encoder.flavour, last_layer=layer))
     encoder = speed.prepare(encoder)
     precision = resolve_precision(speed.precision, device)
 
@@ -690,6 +830,7 @@ def optimize(
                     "weights": str(spec),
                     "scale": scale,
                     "history": list(history),
+                    "inputs": digests,
                 }
 
             callback(replace(progress, scale=scale, scales=len(sizes), checkpoint=full_checkpoint))

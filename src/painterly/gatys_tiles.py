@@ -371,7 +371,7 @@ def tiled_losses(objective: "GatysObjective", pixels: torch.Tensor, *, tile_size
     terms = gram_terms(objective, shapes, pixels.shape[-1] * pixels.shape[-2])
 
     def encode(window: torch.Tensor) -> dict[str, torch.Tensor]:
-        return objective._features(window / s.pixel_scale)
+        return objective._features(window / objective.pixel_scale)
 
     with torch.no_grad(), speed.running(pixels.device, grad=True):
         totals = statistics_in_tiles(encode, pixels.detach(), terms, tiles=tiles, shapes=shapes)

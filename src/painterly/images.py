@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import ImageError, SettingsError
-from .files import atomic_path
+from .files import atomic_path, same_file
 
 #: File endings we read (Pillow decides by content; this list is for folders and globs).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -34,10 +35,21 @@ MIN_SIZE, MAX_SIZE = 16, 16384
 _SRGB = ImageCms.createProfile("sRGB")
 
 
-def load_image(source: str | os.PathLike | bytes, *, keep_alpha: bool = False) -> Image.Image:
+def load_image(
+    source: str | os.PathLike | bytes,
+    *,
+    keep_alpha: bool = False,
+    reduce_to: int | None = None,
+    max_pixels: int | None = None,
+) -> Image.Image:
     """Read an image file (or its bytes) as an 8-bit RGB image, or RGBA with ``keep_alpha``.
 
-    Raises :class:`ImageError` for a missing, empty, truncated, non-image or oversized file.
+    ``reduce_to``: the longer side the caller will resize to. A JPEG at least four times that
+    (with ``max_pixels``: one over that) is then decoded at a reduced scale (libjpeg's DCT
+    scaling, Pillow's ``draft``) to no less than twice it, so a huge photo never needs its
+    full-size pixels in memory. ``max_pixels`` refuses an image whose header declares more
+    pixels than that (after any reduced decode) before decoding it. Raises :class:`ImageError` for a missing, empty, truncated, non-image,
+    oversized or over-``max_pixels`` file.
     """
     name = "the uploaded image" if isinstance(source, bytes) else str(source)
     try:
@@ -47,6 +59,13 @@ def load_image(source: str | os.PathLike | bytes, *, keep_alpha: bool = False) -
             fp = io.BytesIO(source) if isinstance(source, bytes) else source
             with Image.open(fp) as image:
                 image.seek(0)  # first frame of a GIF or a multi-page TIFF
+                if reduce_to is not None and image.format == "JPEG":
+                    _draft(image, reduce_to, max_pixels)
+                if max_pixels is not None and image.width * image.height > max_pixels:
+                    raise ImageError(
+                        f"{name}: declares {image.width}x{image.height} pixels, more than the {max_pixels:,} "
+                        "allowed here; scale it down first"
+                    )
                 image.load()  # decode now, so a truncated file fails here
                 image = _to_rgb(ImageOps.exif_transpose(image), keep_alpha=keep_alpha)
     except FileNotFoundError:
@@ -64,6 +83,18 @@ def load_image(source: str | os.PathLike | bytes, *, keep_alpha: bool = False) -
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{name}: cannot be decoded ({error})") from None
     return image
+
+
+def _draft(image: Image.Image, reduce_to: int, max_pixels: int | None) -> None:
+    """Ask libjpeg for a reduced decode whose longer side stays at least ``2 * reduce_to`` (so
+    the final resize still starts from twice the pixels it keeps): with ``max_pixels``, only
+    for an image over it (one within it decodes exactly as without ``reduce_to``); without,
+    for an image at least four times ``reduce_to``."""
+    longer = max(image.size)
+    needed = image.width * image.height > max_pixels if max_pixels is not None else longer >= 4 * reduce_to
+    if needed and longer > 2 * reduce_to:
+        scale = 2 * reduce_to / longer
+        image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
 
 
 def _to_rgb(image: Image.Image, *, keep_alpha: bool) -> Image.Image:
@@ -105,6 +136,36 @@ def check_size(size: int, *, what: str = "size") -> int:
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise SettingsError(f"{what} {size} is impossible: choose {MIN_SIZE} to {MAX_SIZE} pixels")
     return size
+
+
+def shorter_side_at(size: tuple[int, int], longer_side: int) -> int:
+    """The shorter side, in pixels, of an image of ``size`` resized to ``longer_side``
+    (as :func:`resize_longer_side` rounds it)."""
+    return max(1, round(min(size) * longer_side / max(size)))
+
+
+def check_min_side(size: tuple[int, int], longer_side: int | None, *, min_side: int, what: str) -> None:
+    """Refuse (:class:`SettingsError`) an image of ``size`` that at ``longer_side`` pixels
+    (None: as it is) would have a side under ``min_side`` pixels, naming the smallest longer
+    side that works, or saying that none does (an image too thin to use at any size)."""
+    longer_side = max(size) if longer_side is None else longer_side
+    if shorter_side_at(size, longer_side) >= min_side and longer_side >= min_side:
+        return
+    needed = max(min_side, math.ceil((min_side - 0.5) * max(size) / min(size)))
+    while shorter_side_at(size, needed) < min_side:
+        needed += 1
+    width, height = size
+    if needed > MAX_SIZE:
+        raise SettingsError(
+            f"{what} is {width}x{height} pixels: too thin for the network, which needs {min_side} pixels on "
+            f"each side even at the largest size ({MAX_SIZE}); crop it"
+        )
+    scale = longer_side / max(size)
+    resized = f"{max(1, round(width * scale))}x{max(1, round(height * scale))}"
+    raise SettingsError(
+        f"{what} would be {resized} pixels at {longer_side} px, under the {min_side} pixels a side the network "
+        f"needs: the smallest size that works is {needed} px"
+    )
 
 
 def resize_longer_side(image: Image.Image, size: int) -> Image.Image:
@@ -160,7 +221,7 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ImageError(f"{path}: output must end in {', '.join(OUTPUT_SUFFIXES)}")
     for source in inputs:
-        if Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
+        if same_file(path, source):
             raise ImageError(f"{path}: refusing to overwrite an input image")
     return path
 

@@ -16,7 +16,7 @@ from .errors import SettingsError
 
 GramNormalization = Literal["none", "positions", "channels_positions"]
 Reduction = Literal["mean", "sum", "paper"]
-TVKind = Literal["squared", "absolute_mean", "keras"]
+TVKind = Literal["squared", "absolute_mean", "keras", "neural_style"]
 
 
 def _check_features(features: torch.Tensor, name: str = "features") -> None:
@@ -113,9 +113,11 @@ def gram_style_loss(
 def total_variation_loss(image: torch.Tensor, *, kind: TVKind = "squared") -> torch.Tensor:
     """Smoothness of ``image`` (N, C, H, W) from differences of neighbouring pixels.
 
-    ``squared``: sum of dx^2 + dy^2 (jcjohnson/neural-style); ``absolute_mean``:
+    ``squared``: sum of dx^2 + dy^2 over every difference; ``absolute_mean``:
     (mean |dx| + mean |dy|) / 2 (d2l); ``keras``: sum of (dx^2 + dy^2)^1.25 over the pixels
-    that have both neighbours (the Keras example).
+    that have both neighbours (the Keras example); ``neural_style``: 1/2 the sum of dx^2 + dy^2
+    over those pixels, the loss whose gradient jcjohnson/neural-style's TV module back-propagates
+    (it computes no loss value itself, only that gradient).
     """
     _check_features(image, "image")
     dx = image[:, :, :, 1:] - image[:, :, :, :-1]
@@ -126,6 +128,8 @@ def total_variation_loss(image: torch.Tensor, *, kind: TVKind = "squared") -> to
         return 0.5 * (dx.abs().mean() + dy.abs().mean())
     if kind == "keras":
         return (dx[:, :, :-1, :].pow(2) + dy[:, :, :, :-1].pow(2)).pow(1.25).sum()
+    if kind == "neural_style":
+        return 0.5 * (dx[:, :, :-1, :].pow(2).sum() + dy[:, :, :, :-1].pow(2).sum())
     raise ValueError(f"unknown total variation kind {kind!r}")
 
 
@@ -162,4 +166,6 @@ def normalized_weights(weights: Sequence[float] | None, count: int) -> list[floa
         raise SettingsError(f"{len(weights)} style weights given for {count} style images")
     if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
         raise SettingsError("style weights must be non-negative numbers with a positive sum")
+    if not math.isfinite(sum(weights)):  # 1e308 1e308: each finite, the sum not
+        raise SettingsError(f"style weights {weights} add up to more than a float can hold: use smaller numbers")
     return [w / sum(weights) for w in weights]

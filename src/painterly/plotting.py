@@ -14,6 +14,8 @@ def plot_losses(
     history: Sequence[Mapping[str, float]], path: str | os.PathLike, *, x: str = "iteration", title: str = ""
 ) -> Path:
     """Write a PNG of every loss in ``history`` against ``x`` (log scale), atomically."""
+    if Path(path).suffix.lower() != ".png":
+        raise PainterlyError(f"{path}: a loss plot is a PNG; give a name ending in .png")
     try:
         import matplotlib
 

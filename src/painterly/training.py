@@ -48,11 +48,12 @@ from PIL import Image
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
 from .data import Batch, ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files, stop_workers
 from .device import resolve_device
-from .encoder import load_encoder
+from .encoder import encoder_fingerprint, load_encoder
 from .errors import Cancelled, PainterlyError, SettingsError
-from .files import atomic_path
+from .files import atomic_path, load_torch, save_torch
 from .images import check_size, save_image, tensor_to_image
 from .losses import content_loss, mean_std_style_loss
+from .weights import with_record
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ def train(
     recipe: str = "adain",
     resume: bool = False,
     callback: TrainCallback | None = None,
+    note: Callable[[str], None] | None = None,
     **settings: Any,
 ) -> TrainResult:
     """Train a decoder on the images below ``content_dir`` and ``style_dir`` into ``run_dir``.
@@ -339,6 +341,8 @@ def train(
     ``decoder.pth`` (the released decoder's key layout), ``losses.png`` and ``summary.json``.
     Raises :class:`Cancelled` after saving a checkpoint when interrupted (SIGINT, SIGTERM, or a
     callback raising Cancelled), :class:`PainterlyError` when the loss stops being finite.
+    A resume skips unreadable newest checkpoints (a torn file) for the newest good one and
+    tells ``note`` (a line for the user) which.
     """
     run_dir = Path(run_dir)
     # Paths and devices are stored as text: the config must stay plain data (JSON, weights_only).
@@ -346,10 +350,7 @@ def train(
     dirs = {k: str(v) for k, v in (("content_dir", content_dir), ("style_dir", style_dir)) if v is not None}
     checkpoint = None
     if resume:
-        if not checkpoint_paths(run_dir):
-            raise SettingsError(f"{run_dir} holds no checkpoint to resume from")
-        checkpoint = _load_checkpoint(checkpoint_paths(run_dir)[-1])
-        config = TrainConfig(**checkpoint["config"])
+        checkpoint, config = _newest_readable_checkpoint(run_dir, note)
         for name in FIXED_ON_RESUME:
             if name in settings and settings[name] is not None and settings[name] != getattr(config, name):
                 raise SettingsError(f"{name} cannot change when resuming: the decoder was trained against {getattr(config, name)!r}")
@@ -386,11 +387,41 @@ def train(
             torch.distributed.destroy_process_group()
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
+#: What a training checkpoint must hold to be resumed from.
+CHECKPOINT_KEYS = ("iteration", "decoder", "optimizer", "scaler", "sampler", "skipped", "images_seen", "window", "rng", "config")
+
+
+def _load_checkpoint(path: Path) -> tuple[dict[str, Any], TrainConfig]:
+    """A checkpoint and its config, or :class:`PainterlyError` in one line (torn, foreign, incomplete)."""
+    checkpoint = load_torch(path, what="a readable training checkpoint")
+    if not isinstance(checkpoint, dict):
+        raise PainterlyError(f"{path}: not a painterly training checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise PainterlyError(f"{path}: an incomplete training checkpoint (no {', '.join(missing)})")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a foreign or torn file
-        raise PainterlyError(f"{path}: not a readable training checkpoint ({str(error).splitlines()[0][:120]})") from None
+        config = TrainConfig(**checkpoint["config"])
+    except (TypeError, SettingsError) as error:
+        raise PainterlyError(f"{path}: the checkpoint's config is not this version's ({error})") from None
+    return checkpoint, config
+
+
+def _newest_readable_checkpoint(run_dir: Path, note: Callable[[str], None] | None) -> tuple[dict[str, Any], TrainConfig]:
+    """The newest checkpoint that loads; the unreadable ones after it are reported to ``note``."""
+    paths = checkpoint_paths(run_dir)
+    if not paths:
+        raise SettingsError(f"{run_dir} holds no checkpoint to resume from")
+    problems = []
+    for path in reversed(paths):
+        try:
+            checkpoint, config = _load_checkpoint(path)
+        except PainterlyError as problem:
+            problems.append(str(problem))
+            continue
+        if problems and note is not None:
+            note(f"skipped {len(problems)} unreadable checkpoint(s) ({problems[0]}); resuming from {path.name}")
+        return checkpoint, config
+    raise PainterlyError(f"{run_dir}: no readable checkpoint to resume from ({problems[0]})")
 
 
 def _train(
@@ -417,6 +448,8 @@ def _train(
     # --- model: frozen encoder, learning decoder ---
     torch.manual_seed(config.seed)
     encoder, encoder_label = load_encoder(config.encoder, last_layer=ADAIN_LAYER, seed=config.encoder_seed, device=device)
+    # What decoder.pth records of its encoder, taken before any change of memory layout.
+    decoder_record = {"encoder": encoder_label, "encoder_sha256": encoder_fingerprint(encoder)}
     decoder = build_decoder().to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     encoder.to(memory_format=memory_format)
@@ -495,7 +528,7 @@ def _train(
             "rng": _rng_state(),
             "config": config.to_dict(),
         }
-        _atomic_write(path, lambda f: torch.save(state, f))
+        save_torch(state, path)
         for old in checkpoint_paths(run_dir)[: -config.keep]:
             old.unlink(missing_ok=True)
         return path
@@ -613,7 +646,7 @@ def _train(
         if iteration % config.checkpoint_every != 0:
             save_checkpoint()
         state = {key: value.detach().float().cpu().contiguous() for key, value in decoder.state_dict().items()}
-        _atomic_write(decoder_path, lambda f: torch.save(state, f))
+        save_torch(with_record(state, decoder_record), decoder_path)
         rows = read_losses(csv_path)
         plot_path = _plot(rows, run_dir)
         summary = {"iteration": iteration, "losses": {k: last_row.get(k) for k in ("content", "style", "total")},

@@ -18,14 +18,15 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from .errors import WeightsError
-from .files import atomic_path
+from .files import atomic_path, load_torch
 
 Progress = Callable[[int, "int | None"], None]
 """Download progress: called with (bytes so far, total bytes or None)."""
@@ -278,17 +279,37 @@ def read_state_dict(path: str | os.PathLike, *, name: str | None = None) -> dict
     name = name or str(path)
     if not Path(path).is_file():
         raise WeightsError(f"{name}: no such weight file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a foreign or truncated file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"{name}: not a readable PyTorch weight file ({first_line[:120]})") from None
+    state = load_torch(path, what="a readable PyTorch weight file", error=WeightsError, name=name)
     for wrapper in ("state_dict", "model", "decoder"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{name}: does not hold a state dict of tensors")
+    broken = next((key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if broken is not None:  # a diverged training run: it would paint black (NaN) images
+        raise WeightsError(f"{name}: {broken!r} holds NaN or infinite values; these weights cannot be used")
     return state
+
+
+#: Where painterly's own decoder files record what they were trained with: the state dict's
+#: ``_metadata`` (which torch saves with it and ``load_state_dict`` reads only under module
+#: names), so the file stays a plain state dict in the released layout, loadable anywhere.
+RECORD_KEY = "painterly"
+
+
+def with_record(state: Mapping[str, torch.Tensor], record: Mapping[str, Any]) -> "OrderedDict[str, torch.Tensor]":
+    """``state`` as an OrderedDict carrying ``record`` (plain strings and numbers)."""
+    recorded = OrderedDict(state)
+    metadata = OrderedDict(getattr(state, "_metadata", None) or {})  # module versions, when it has them
+    metadata[RECORD_KEY] = dict(record)
+    recorded._metadata = metadata  # type: ignore[attr-defined]
+    return recorded
+
+
+def read_record(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """What :func:`with_record` stored in ``state``, or None (released and foreign files)."""
+    record = (getattr(state, "_metadata", None) or {}).get(RECORD_KEY)
+    return dict(record) if isinstance(record, Mapping) else None
 
 
 def read_bundled_decoder() -> dict[str, torch.Tensor]:

@@ -11,13 +11,14 @@ import torch
 from tqdm import tqdm
 
 from ..bench import BenchConfig, BenchReport, run_benchmark
-from .common import add_subcommand, info, positive_int
+from .common import SEED_HELP, add_subcommand, info, positive_int, seed
 
 EXAMPLES = """\
   painterly bench                         # the full grid: minutes on a GPU, an hour on a CPU
   painterly bench --quick --json bench.json
   painterly bench --only adain --sizes 512 --batches 1 --ablation
   painterly bench --only gatys --gatys-sizes 256 512 --device cuda
+  painterly bench --only gatys --gatys-sizes 256 --time-to-loss 500 --gatys-optimizer adam
 """
 
 
@@ -35,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batches", nargs="+", type=positive_int, metavar="N", help="AdaIN batch sizes (default: 1 8)")
     parser.add_argument("--gatys-sizes", nargs="+", type=positive_int, metavar="PX", help="Gatys sizes (default: 256 512)")
     parser.add_argument("--gatys-iterations", type=positive_int, metavar="N", help="timed Gatys iterations (default: 5)")
+    parser.add_argument("--gatys-optimizer", choices=("lbfgs", "adam"), help="gatys2016's L-BFGS (default) or Adam, lr 10")
+    parser.add_argument("--time-to-loss", type=int, metavar="N",
+                        help="also time how long painterly takes, single-scale and coarse to fine, to reach the loss the "
+                        "frozen reference reaches in N iterations, at the first Gatys size (default: 100, --quick 5; 0: skip)")
     parser.add_argument("--training-size", type=positive_int, metavar="PX", help="training crop size (default: 256)")
     parser.add_argument("--training-batch", type=positive_int, metavar="N", help="training batch (default: 8)")
     parser.add_argument("--repeats", type=positive_int, help="timed runs per case; the median is reported (default: 3)")
@@ -43,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--compile", action="store_true", help="also time painterly's settings under torch.compile (slow to compile)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: every core this process may use)")
     parser.add_argument("--peak-gflops", type=float, metavar="G", help="the device's peak GFLOP/s, for the table (default: known GPUs' data sheets, else measured on a matrix product)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help=f"seed of the random weights and inputs, {SEED_HELP} (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -55,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         "adain_batches": tuple(args.batches) if args.batches else None,
         "gatys_sizes": tuple(args.gatys_sizes) if args.gatys_sizes else None,
         "gatys_iterations": args.gatys_iterations,
+        "gatys_optimizer": args.gatys_optimizer,
+        "gatys_time_to_loss": args.time_to_loss if args.time_to_loss is not None else (5 if args.quick else 100),
         "training_size": args.training_size,
         "training_batch": args.training_batch,
         "repeats": args.repeats,
@@ -92,27 +99,31 @@ def format_report(report: BenchReport) -> str:
     lines = [f"device: {device['name']} ({device['type']}"
              + (f", {device['threads']} threads" if "threads" in device else "")
              + f", bfloat16 {'native' if device['bf16_native'] else 'not native'}, torch {device['torch']})"]
-    header = f"{'case':9} {'size':>5} {'batch':>5} {'style':7} {'variant':23} {'precision':9} {'seconds':>9} {'items/s':>8} " \
-             f"{'GFLOP':>7} {'GFLOP/s':>8} {'peak':>7} {'memory':>8} {'speed-up':>8}  note"
+    header = f"{'case':13} {'size':>5} {'batch':>5} {'style':7} {'variant':24} {'precision':9} {'seconds':>9} {'items/s':>8} " \
+             f"{'GFLOP':>7} {'GFLOP/s':>8} {'peak':>7} {'memory':>8} {'speed-up':>8} {'vs frozen':>9}  note"
     lines += [header, "-" * len(header)]
-    speedups = {(s["case"], s["size"], s["batch"], s["style_cached"], s["variant"]): s["speedup"] for s in report.speedups()}
+    speedups = {(s["case"], s["size"], s["batch"], s["style_cached"], s["variant"], s["baseline"]): s["speedup"]
+                for s in report.speedups()}
     for m in report.measurements:
         style = "" if m.style_cached is None else ("cached" if m.style_cached else "encoded")
         peak = peaks.get(m.precision)
-        speedup = speedups.get((m.case, m.size, m.batch, m.style_cached, m.variant))
+        key = (m.case, m.size, m.batch, m.style_cached, m.variant)
+        speedup, frozen = speedups.get((*key, "naive")), speedups.get((*key, "frozen reference"))
         notes = [m.note] if m.note else []
         if m.psnr_db is not None:
             notes.append(f"PSNR {m.psnr_db:.1f} dB vs naive")
         if m.final_loss is not None:
             notes.append(f"loss {m.final_loss:.6g}")
         lines.append(
-            f"{m.case:9} {m.size:5d} {m.batch:5d} {style:7} {m.variant:23} {m.precision:9} {_num(m.seconds, '.3f'):>9} "
+            f"{m.case:13} {m.size:5d} {m.batch:5d} {style:7} {m.variant:24} {m.precision:9} {_num(m.seconds, '.3f'):>9} "
             f"{_num(m.items_per_second, '.2f'):>8} {m.gflop:7.1f} {_num(m.gflops_per_second, '.0f'):>8} "
-            f"{_num(peak, '.0f'):>7} {_mib(m.peak_memory_bytes):>8} {_num(speedup, '.2f', 'x'):>8}  {'; '.join(notes)}"
+            f"{_num(peak, '.0f'):>7} {_mib(m.peak_memory_bytes):>8} {_num(speedup, '.2f', 'x'):>8} {_num(frozen, '.2f', 'x'):>9}  "
+            f"{'; '.join(notes)}"
         )
     lines.append("seconds: per stylisation call or training step, per iteration for Gatys (median); "
                  f"peak: the device's GFLOP/s at that precision ({device.get('peak_source', 'unknown')}); "
-                 "memory: peak memory added (MiB); speed-up: naive seconds / these seconds")
+                 "memory: peak memory added (MiB); speed-up: naive seconds / these seconds; vs frozen: the frozen "
+                 "reference's seconds / these (Gatys: per iteration; 'gatys to loss': wall time to its loss)")
     return "\n".join(lines)
 
 

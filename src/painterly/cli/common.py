@@ -33,6 +33,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+#: Seeds go to torch.manual_seed and numpy's generators: whole numbers in this range.
+SEED_MAX = 2**63 - 1
+SEED_HELP = f"0 to {SEED_MAX}"
+
+
+def seed(text: str) -> int:
+    """A seed, refused at parse time outside 0..SEED_MAX (torch overflows beyond it)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"a seed must be {SEED_HELP}, got {text}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -56,7 +72,7 @@ def add_subcommand(subparsers: argparse._SubParsersAction, name: str, *, help: s
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to compute (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed, recorded in the output (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help=f"random seed, {SEED_HELP}, recorded in the output (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

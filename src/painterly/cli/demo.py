@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..adain import load_model, stylize
+from ..files import check_writes
 from ..gatys import optimize
 from ..images import load_image, resize_longer_side, save_image
 from ..weights import choose_weights
@@ -52,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.gallery:
         return gallery(args)
+    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
+    adain_output = output.with_name(f"{output.stem}_adain.png")
+    check_writes([output, adain_output], [example_path(CONTENT), example_path(STYLE)])
     content, style = load_image(example_path(CONTENT)), load_image(example_path(STYLE))
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
@@ -66,14 +70,12 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, device=args.device, callback=bar, **extra)
     finally:
         bar.close()
-    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
     save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
     info(f"wrote {output}")
     model = load_model(device=args.device, seed=args.seed)
     if model.weights_note:
         info(model.weights_note)
     fast = stylize(content, style, content_size=args.size, style_size=args.size, model=model)
-    adain_output = output.with_name(f"{output.stem}_adain.png")
     save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
     info(f"wrote {adain_output} (AdaIN, one pass; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..adain import AdaINModel
 from ..export import FORMATS, export_onnx
-from .common import add_subcommand, download_bar, info
+from ..files import check_writes
+from .common import SEED_HELP, add_subcommand, download_bar, info, seed
 
 EXAMPLES = """\
   painterly export --format onnx -o adain.onnx                     # released weights, else the bundled decoder
@@ -26,12 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "downloadable, else bundled)")
     parser.add_argument("--encoder", default="auto",
                         help="encoder: adain / vgg19-normalised, random, bundled, or a VGG-19 .pth (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of random encoder weights (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help=f"seed of random encoder weights, {SEED_HELP} (default: 0)")
     parser.add_argument("--quiet", action="store_true", help="no download progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writes([args.output], [path for path in (args.encoder, args.decoder) if Path(path).is_file()])
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, progress=download_bar(args.quiet))
     if model.weights_note:
         info(model.weights_note)

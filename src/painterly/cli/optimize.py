@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, Callable
 
-from ..gatys import DEFAULT_PRESET, PRESETS, Progress, optimize, save_checkpoint
+from ..errors import SettingsError
+from ..files import check_writes, same_file
+from ..gatys import (
+    CLAMP_CHOICES,
+    DEFAULT_PRESET,
+    INIT_CHOICES,
+    PRESETS,
+    GatysSettings,
+    Progress,
+    get_preset,
+    load_checkpoint,
+    optimize,
+    save_checkpoint,
+)
 from ..gatys_tiles import DEFAULT_GATYS_TILE
 from ..images import (
     check_output_path,
@@ -48,7 +62,9 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
   painterly optimize photo.jpg starry_night.jpg -o big.png --size 3000 --optimizer adam --tile --tile-size 768
-presets:
+  painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --lr-decay none --clamp step
+presets (each computes what its recipe's code computes as it runs; where the code and its prose
+disagree, the code wins, e.g. d2l's style weight is 1e4, not the 1e3 it writes; docs/presets.md):
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
 
 
@@ -60,6 +76,33 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return value
+
+
+def decay_rate(text: str) -> float:
+    """A learning-rate decay factor > 0; ``none`` is 1, no decay."""
+    return 1.0 if text.lower() == "none" else positive_float(text)
+
+
+def non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
+    """Settings the recipes fix in code: clamping, pixel and feature scales, the decay."""
+    parser.add_argument("--clamp", choices=CLAMP_CHOICES,
+                        help="clamp the pixels to the image's range: never, after each step (TensorFlow blog), "
+                        "or before every loss evaluation, L-BFGS's too (PyTorch tutorial); auto: after each step "
+                        "for Adam and SGD, never for L-BFGS (default: the preset's)")
+    parser.add_argument("--pixel-scale", type=positive_float, nargs="+", metavar="S",
+                        help="optimise the [0, 1] image times S (one number, or one per channel R G B): the "
+                        "recipe's pixel space, in which its learning rate and TV weight are meant")
+    parser.add_argument("--feature-scale", type=positive_float, metavar="S",
+                        help="multiply the encoder's features by S (255 x 0.226 makes torchvision's VGG speak "
+                        "Caffe's magnitudes)")
+    parser.add_argument("--lr-decay", type=decay_rate, metavar="RATE",
+                        help="multiply the learning rate by RATE every --lr-decay-every steps; 'none' (or 1) "
+                        "switches a preset's decay off")
+    parser.add_argument("--lr-decay-every", type=non_negative_int, metavar="N", help="steps per decay (0: never)")
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int | None = None,
@@ -91,7 +134,9 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     parser.add_argument("--style-layers", nargs="+", metavar="LAYER", help="e.g. relu1_1 relu2_1 relu3_1")
     parser.add_argument("--optimizer", choices=("lbfgs", "adam", "sgd"), help="default: the preset's")
     parser.add_argument("--learning-rate", type=non_negative_float, help="default: the preset's")
-    parser.add_argument("--init", help="start from 'content', 'noise', or an image file (default: the preset's)")
+    parser.add_argument("--init", help="start from 'content', 'noise' (uniform), 'gaussian' (neural-style's: the mean "
+                        "colour plus tiny Gaussian noise), or an image file (default: the preset's)")
+    add_fidelity_arguments(parser)
     add_preserve_color_argument(parser)
     parser.add_argument("--transfer-color-only", action="store_true",
                         help="the opposite: keep the content's luminance (detail, shading) and take only the "
@@ -119,14 +164,32 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     add_runtime_arguments(parser)
 
 
-def transfer_keywords(args: argparse.Namespace, style_paths: list[Path]) -> dict[str, Any]:
+def transfer_inputs(args: argparse.Namespace, style_paths: list[Path]) -> list[str | Path]:
+    """Every file a transfer reads: content, styles, masks, an init image, a weight file."""
+    inputs: list[str | Path] = [args.content, *style_paths, *(args.masks or [])]
+    if args.init not in (None, "content", "noise"):
+        inputs.append(args.init)
+    if Path(args.weights).is_file():
+        inputs.append(args.weights)
+    return inputs
+
+
+def working_settings(args: argparse.Namespace, checkpoint: dict[str, Any] | None = None) -> GatysSettings:
+    """The size and style scale the run will use (the checkpoint's when resuming), so images
+    can be read at that size (:func:`load_image`'s ``reduce_to``) the same way every time."""
+    base = GatysSettings.from_dict(checkpoint["settings"]) if checkpoint is not None else get_preset(args.preset)
+    return base.updated(size=args.size, style_scale=args.style_scale)
+
+
+def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, style_size: int | None = None) -> dict[str, Any]:
     """Read the inputs and settings of :func:`add_transfer_arguments` into :func:`optimize`
-    keywords; ``style_paths`` are the style arguments already expanded (:func:`expand_inputs`)."""
+    keywords; ``style_paths`` are the style arguments already expanded (:func:`expand_inputs`);
+    huge JPEG styles are read reduced towards ``style_size`` (:func:`load_image`)."""
     init_image, init = None, args.init
-    if init not in (None, "content", "noise"):
+    if init not in (None, *INIT_CHOICES):
         init_image, init = load_image(init), None
     return {
-        "style": [load_image(path) for path in style_paths],
+        "style": [load_image(path, reduce_to=style_size) for path in style_paths],
         "style_weights": args.style_weights,
         "masks": [load_image(path) for path in args.masks] if args.masks else None,
         "preset": args.preset,
@@ -146,6 +209,12 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path]) -> dict
         "optimizer": args.optimizer,
         "learning_rate": args.learning_rate,
         "init": init,
+        "clamp": args.clamp,
+        "pixel_scale": None if args.pixel_scale is None else (
+            args.pixel_scale[0] if len(args.pixel_scale) == 1 else tuple(args.pixel_scale)),
+        "feature_scale": args.feature_scale,
+        "lr_decay": args.lr_decay,
+        "lr_decay_every": args.lr_decay_every,
         "preserve_color": args.preserve_color,
         "transfer_color_only": args.transfer_color_only or None,
         "style_scale": args.style_scale,
@@ -192,18 +261,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="STATE",
                         help="continue the run saved in STATE (a .state.pt from --save-every) with its settings, "
                         "seed and weights; only --iterations/--iterations-per-scale may change")
-    parser.add_argument("--plot", nargs="?", const="", metavar="PNG", help="write a loss-curve PNG (default name: OUTPUT_losses.png)")
+    parser.add_argument("--plot", nargs="?", const="", metavar="PNG",
+                        help="write a loss-curve PNG, a .png name (default name: OUTPUT_losses.png)")
     parser.add_argument("--keep-alpha", action="store_true", help="give the output the content image's transparency")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(f"{Path(args.content).stem}_{Path(args.styles[0]).stem}.png")
-    check_output_path(output, inputs=(args.content, *args.styles))
+    check_output_path(output)
     state_path = output.with_suffix(".state.pt")
-    content, alpha = split_alpha(load_image(args.content, keep_alpha=args.keep_alpha))
+    plot_path = None
+    if args.plot is not None:
+        plot_path = Path(args.plot) if args.plot else output.with_name(f"{output.stem}_losses.png")
+        if plot_path.suffix.lower() != ".png":
+            raise SettingsError(f"--plot {plot_path}: a loss curve is a PNG; give a name ending in .png")
     style_paths = expand_inputs(args.styles, what="style")  # once: a folder may change during a long run
-    keywords = transfer_keywords(args, style_paths)
+    writes = [output, *([plot_path] if plot_path else [])]
+    if args.save_every and not (args.resume and same_file(state_path, args.resume)):
+        writes.append(state_path)  # continuing a run overwrites its own state, and only that
+    snapshots = rf"{re.escape(output.stem)}(_scale\d+)?_\d{{5,}}{re.escape(output.suffix)}"
+    check_writes(writes, [*transfer_inputs(args, style_paths), *([args.resume] if args.resume else [])],
+                 families=[(output.parent, snapshots)] if args.save_every else [])
+    checkpoint = load_checkpoint(args.resume) if args.resume else None
+    working = working_settings(args, checkpoint)
+    # Masks are checked against the content's own size: read it whole when there are some.
+    reduce_to = None if args.masks else working.size
+    content, alpha = split_alpha(load_image(args.content, keep_alpha=args.keep_alpha, reduce_to=reduce_to))
+    keywords = transfer_keywords(args, style_paths, style_size=round(working.size * working.style_scale))
     saved_state = False
 
     def save_intermediate(progress: Progress) -> None:
@@ -218,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
 
     bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate)
     try:
-        result = optimize(content, callback=bar, resume=args.resume, **keywords)
+        result = optimize(content, callback=bar, resume=checkpoint, **keywords)
     finally:
         bar.close()
     if result.weights_note:
@@ -235,8 +320,7 @@ def run(args: argparse.Namespace) -> int:
              + (" (scales coarse to fine)" if len(result.tile_sizes) > 1 else ""))
     if saved_state:
         info(f"wrote {state_path} (continue with --resume {state_path})")
-    if args.plot is not None:
-        plot_path = Path(args.plot) if args.plot else output.with_name(f"{output.stem}_losses.png")
+    if plot_path is not None:
         plot_losses(result.history, plot_path, title=f"painterly optimize, preset {args.preset}")
         info(f"wrote {plot_path}")
     return 0

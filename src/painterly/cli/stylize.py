@@ -20,6 +20,7 @@ from ..adain import (
 )
 from ..device import resolve_device
 from ..errors import SettingsError
+from ..files import check_writes
 from ..images import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, check_output_path, load_image, save_image
 from .common import (
     add_preserve_color_argument,
@@ -30,6 +31,7 @@ from .common import (
     expand_inputs,
     info,
     positive_int,
+    seed,
     speed_settings,
 )
 
@@ -87,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     add_speed_arguments(parser, default_precision="auto", why="bfloat16 output measured over 46 dB PSNR against float32's")
     add_runtime_arguments(parser)
-    parser.add_argument("--encoder-seed", type=int, dest="seed", metavar="SEED",
+    parser.add_argument("--encoder-seed", type=seed, dest="seed", metavar="SEED",
                         help="seed of --encoder random weights: train's flag of that name (here the same as --seed)")
     parser.set_defaults(run=run)
 
@@ -96,6 +98,9 @@ def plan(contents: list[Path], style_groups: list[list[Path]], output: Path) -> 
     """(content, styles, output path) for every job: a file when there is one, else a folder's
     ``{content}_{style}.png`` (``.mp4`` for videos; styles blended are joined with ``+``)."""
     single = len(contents) * len(style_groups) == 1
+    if output.suffix.lower() in IMAGE_SUFFIXES and output.suffix.lower() not in OUTPUT_SUFFIXES and not output.is_dir():
+        raise SettingsError(f"-o {output}: painterly writes {', '.join(OUTPUT_SUFFIXES)} images (or videos): "
+                            "choose one of those endings, or a folder")
     if single and output.suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES:
         return [(contents[0], style_groups[0], output)]
     if output.suffix.lower() in OUTPUT_SUFFIXES + VIDEO_SUFFIXES:
@@ -165,11 +170,15 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(contents, [styles] if blend else [[s] for s in styles], Path(args.output))
     for content, job_styles, output in jobs:
         if not is_video(output) and not is_video(content):
-            check_output_path(output, inputs=(content, *job_styles))
+            check_output_path(output)
         elif is_video(output) != is_video(content):
             raise SettingsError(f"{content} -> {output}: a video becomes a video (.mp4), an image an image")
     todo = [job for job in jobs if args.overwrite or not job[2].exists()]
     skipped = len(jobs) - len(todo)
+    # Every output written against every input of the whole batch (x.png's result must not
+    # land on x_style.png, another job's content), masks and weight files included.
+    weight_files = [path for path in (args.encoder, args.decoder) if Path(path).is_file()]
+    check_writes([job[2] for job in todo], [*contents, *styles, *(args.mask or []), *weight_files])
     if not todo:
         info(f"all {len(jobs)} output(s) exist already; --overwrite redoes them")
         return 0
@@ -191,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         for group in batches(todo, batch_size):
             content, job_styles, output = group[0]
             if job_styles != loaded_paths:  # jobs come style by style: each style is read once
-                loaded_paths, job_images = job_styles, [load_image(p) for p in job_styles]
+                loaded_paths, job_images = job_styles, [load_image(p, reduce_to=args.style_size) for p in job_styles]
             if is_video(content):
                 from ..video import stylize_video
 
@@ -203,7 +212,9 @@ def run(args: argparse.Namespace) -> int:
                                   progress=lambda done: frames.update(done - frames.n))
             else:
                 with TileBar(quiet=args.quiet) as tiles:
-                    results = stylize_batch([load_image(job[0]) for job in group], job_images, callback=tiles, **settings)
+                    contents_read = [load_image(job[0], reduce_to=None if args.mask else args.content_size)
+                                     for job in group]  # masks must keep the content's own size
+                    results = stylize_batch(contents_read, job_images, callback=tiles, **settings)
                 names = [p.name for p in job_styles]
                 for (content, _, output), result in zip(group, results):
                     metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names}

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 from itertools import product
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import SettingsError
 from ..adain import load_model, stylize
+from ..files import check_writes
 from ..gatys import optimize
 from ..images import check_output_path, load_image, save_image
 from .common import add_subcommand, expand_inputs, info
-from .optimize import ScaleProgress, add_transfer_arguments, transfer_keywords
+from .optimize import ScaleProgress, add_transfer_arguments, transfer_inputs, transfer_keywords, working_settings
 
 EXAMPLES = """\
   painterly sweep photo.jpg starry_night.jpg -o sheet.png --param style_weight 10 100 1000
@@ -103,13 +105,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = check_output_path(args.output, inputs=(args.content, *args.styles))
+    output = check_output_path(args.output)
     (name, values), second = args.param, args.param2
     if second is not None and second[0] == name:
         raise SettingsError(f"--param and --param2 both sweep {name}: choose two different settings")
     row_name, row_values = second if second is not None else (None, [None])
-    content = load_image(args.content)
-    keywords = transfer_keywords(args, expand_inputs(args.styles, what="style"))
+    style_paths = expand_inputs(args.styles, what="style")
+    adain_files = [path for path in (args.encoder, args.decoder) if Path(path).is_file()]
+    check_writes([output], [*transfer_inputs(args, style_paths), *adain_files])
+    # Cells vary the size only through style_scale: read huge JPEGs reduced towards the largest.
+    working = working_settings(args)
+    scales = [value for key, swept in (args.param, args.param2 or ("", [])) if key == "style_scale" for value in swept]
+    content = load_image(args.content, reduce_to=None if args.masks else working.size)
+    keywords = transfer_keywords(args, style_paths,
+                                 style_size=round(working.size * max([working.style_scale, *scales])))
     cells: list[list[Image.Image]] = [[] for _ in row_values]
     total = len(values) * len(row_values)
     for number, (row, value) in enumerate(product(range(len(row_values)), values), start=1):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
 from ..device import DEVICE_CHOICES
 from ..errors import Cancelled, SettingsError
+from ..files import check_writes
 from ..training import RECIPE_SOURCES, RECIPES, TrainProgress, train
-from .common import add_subcommand, info, non_negative_float, positive_int
+from .common import SEED_HELP, add_subcommand, info, non_negative_float, positive_int, seed
 
 EXAMPLES = """\
   painterly train --content-dir coco/ --style-dir wikiart/ -o runs/adain       # the reference recipe
@@ -44,10 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--style-weight", type=non_negative_float, help="weight lambda of the style loss (adain: 10)")
     group.add_argument("--iterations", type=positive_int, help="optimiser steps in all (adain: 160000)")
     group.add_argument("--workers", type=int, help="data loader processes per training process (4; 0 loads in-process)")
-    group.add_argument("--seed", type=int, help="seed of the decoder's initialisation and the data order (0)")
+    group.add_argument("--seed", type=seed, help=f"seed of the decoder's initialisation and the data order, {SEED_HELP} (0)")
     group.add_argument("--encoder", metavar="NAME|PATH",
                        help="frozen encoder: vgg19-normalised (default), adain, vgg19, random, or a weight file")
-    group.add_argument("--encoder-seed", type=int, help="seed of --encoder random weights (0)")
+    group.add_argument("--encoder-seed", type=seed, help=f"seed of --encoder random weights, {SEED_HELP} (0)")
     group.add_argument("--device", choices=DEVICE_CHOICES, help="where to compute (auto)")
     group.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="save a checkpoint every N iterations (1000)")
     group.add_argument("--keep", type=positive_int, metavar="K", help="keep the newest K checkpoints (3)")
@@ -59,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory layout (faster convolutions on recent GPUs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
+
+
+#: What a run folder receives (README, "Training a decoder"): files, and folders filled.
+RUN_FILES = ("config.json", "losses.csv", "skipped.txt", "decoder.pth", "losses.png", "val_losses.png", "summary.json")
+RUN_SUBFOLDERS = ("monitor", "checkpoints", "tensorboard")
 
 
 SETTINGS = ("lr", "lr_decay", "batch_size", "image_size", "crop_size", "content_weight", "style_weight", "iterations",
@@ -103,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("say where the run goes: -o RUN_DIR (or --resume RUN_DIR)")
     if args.resume and args.recipe:
         raise SettingsError("--recipe starts a new run; a resumed run keeps its settings")
+    inputs = [path for path in (args.content_dir, args.style_dir, args.encoder) if path]
+    check_writes([Path(run_dir) / name for name in RUN_FILES], inputs, folders=[Path(run_dir) / name for name in RUN_SUBFOLDERS])
     main_process = int(os.environ.get("RANK", "0")) == 0
     bar = TrainingBar(quiet=args.quiet or not main_process)
     settings = {name: getattr(args, name) for name in SETTINGS}
+    note = info if main_process else None
     try:
         result = train(content_dir=args.content_dir, style_dir=args.style_dir, run_dir=run_dir, recipe=args.recipe or "adain",
-                       resume=bool(args.resume), callback=bar, **settings)
+                       resume=bool(args.resume), callback=bar, note=note, **settings)
     except Cancelled as stopped:
         bar.close()
         if main_process:

@@ -4,11 +4,17 @@ Routes, limits and the glue to the job queue. What a client sends is checked her
 work is queued: uploads larger than ``max_upload_bytes`` in all (413), files that are not
 images (400, with :func:`painterly.images.load_image`'s message), settings out of range (400),
 example names not in the bundled list (400; a client never names a file), and a full queue
-(429). Nothing is fetched from the internet, by the server or by the page.
+(429, checked before anything is read or decoded). Images are decoded at most
+:data:`DECODE_SLOTS` at a time, JPEGs at a reduced scale, and an image whose header declares
+more than :attr:`Limits.max_decode_pixels` is refused before decoding (400). Unsafe requests
+from another site's page are refused (403), and every response carries headers that keep
+browsers from sniffing, framing or leaking it (:class:`Guard`). Nothing is fetched from the
+internet, by the server or by the page.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import math
@@ -22,22 +28,22 @@ from typing import Any, AsyncIterator, Sequence
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData, Headers, MutableHeaders, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
+from ..encoder import deepest_layer, smallest_input_side
 from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
 from ..losses import normalized_weights
-from ..images import MIN_SIZE, check_size, load_image, resize_longer_side
-from ..weights import BUNDLED_DECODER_PATH, is_cached
+from ..images import MIN_SIZE, check_min_side, check_size, load_image, resize_longer_side
+from ..weights import BUNDLED_DECODER_PATH, REGISTRY, is_cached, is_registry_name, load_weights
 from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
@@ -60,6 +66,17 @@ PAGE_POLICY = (
     "img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+#: Uploads decoded at once (each in a worker thread): a burst of requests cannot multiply the
+#: memory that decoding takes.
+DECODE_SLOTS = 2
+#: On every response: no MIME sniffing, no framing by other sites, no Referer sent onwards.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+#: Methods that change something: refused when another site's page sends them.
+UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,14 @@ class Limits:
         for name in ("max_upload_bytes", "max_iterations", "max_styles", "max_jobs"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def max_decode_pixels(self) -> int:
+        """The most pixels an upload's header may declare: four times the largest side used
+        (the output, or AdaIN's style size) on each side. JPEGs count after a reduced decode."""
+        from ..adain import DEFAULT_STYLE_SIZE
+
+        return (4 * max(self.max_size, DEFAULT_STYLE_SIZE)) ** 2
 
     def defaults(self) -> dict[str, Any]:
         """:data:`DEFAULTS`, brought within these limits."""
@@ -125,6 +150,74 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(host_header: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:8000`` -> ``::1``."""
+    host_header = host_header.strip().lower()
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+class Guard:
+    """ASGI middleware in front of every route.
+
+    * With ``allowed_hosts``, a Host header naming another host gets 400 (DNS rebinding);
+      IPv6 literals are understood (``[::1]:8000``).
+    * A request that changes something (POST, DELETE ...) sent by another site's page gets 403:
+      its ``Origin`` must be this server's own, or, without one, ``Sec-Fetch-Site`` must be
+      ``same-origin`` or ``none``. Clients that send neither (curl, scripts) are not browsers
+      acting for a web page, and pass.
+    * Every response gets :data:`SECURITY_HEADERS`.
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: Sequence[str] | None = None) -> None:
+        self.app = app
+        self.allowed_hosts = {host_name(host) for host in allowed_hosts} if allowed_hosts else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await (refusal or self.app)(scope, receive, send_with_headers)
+
+    def refusal(self, scope: Scope) -> Response | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
+            return PlainTextResponse("Invalid host header", status_code=400)
+        if scope["method"] not in UNSAFE_METHODS:
+            return None
+        origin = headers.get("origin")
+        if origin is not None:
+            own = f"{scope.get('scheme', 'http')}://{host}".lower()
+            if origin.strip().lower() != own:
+                return error(403, f"cross-site request refused: origin {origin[:80]!r} is not this studio's")
+        elif headers.get("sec-fetch-site", "none").lower() not in ("same-origin", "none"):
+            return error(403, "cross-site request refused: sent by another site's page")
+        return None
+
+
+def encoder_flavour(weights: str) -> str:
+    """The encoder layout optimisation will run with, for the smallest image it can take; a
+    weight file is read now, so a bad one stops the studio at start, not every job later."""
+    if weights in ("auto", "random"):
+        return "torchvision"  # the presets' vgg19, or random weights in its layout
+    if is_registry_name(weights):
+        if "encoder" not in REGISTRY[weights].files:
+            raise SettingsError(f"weights {weights!r} have no encoder for optimisation")
+        return REGISTRY[weights].files["encoder"].layout
+    return load_weights(weights, role="encoder")[1]
+
+
 def create_app(
     *,
     device: str = "auto",
@@ -140,6 +233,8 @@ def create_app(
     on loopback); None allows any.
     """
     resolved_device = resolve_device(device)
+    flavour = encoder_flavour(weights)
+    decodes = asyncio.Semaphore(DECODE_SLOTS)
     page = (resources.files("painterly.server") / "static" / "index.html").read_bytes()
     examples = bundled_examples()
 
@@ -170,7 +265,8 @@ def create_app(
                 "device": str(resolved_device),
                 "weights": weights,
                 "methods": methods_available(),
-                "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers},
+                "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers,
+                                            "max_decode_pixels": limits.max_decode_pixels},
                 "defaults": limits.defaults(),
                 "presets": list(PRESETS),
                 "examples": [example_entry(name) for name in examples],
@@ -191,9 +287,11 @@ def create_app(
 
     async def create_job(request: Request) -> Response:
         try:
+            queue(request).check_room()  # before reading, let alone decoding, anything
             form = await read_form(request, limits)
             try:
-                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples))
+                decoding = Decoding(slots=decodes, max_pixels=limits.max_decode_pixels, flavour=flavour)
+                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples, decoding=decoding))
             finally:
                 await form.close()
         except RequestTooLarge as problem:
@@ -257,7 +355,7 @@ def create_app(
         Route("/api/jobs/{id}/preview", job_preview),
         Route("/api/jobs/{id}/result", job_result),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))] if allowed_hosts else []
+    middleware = [Middleware(Guard, allowed_hosts=list(allowed_hosts) if allowed_hosts else None)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: http_error})
 
 
@@ -300,11 +398,23 @@ async def read_form(request: Request, limits: Limits) -> FormData:
     return await Request(request.scope, replay).form(max_files=limits.max_styles + 1, max_fields=32)
 
 
-async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes]) -> JobRequest:
+@dataclass(frozen=True)
+class Decoding:
+    """How uploads are decoded: ``slots`` bounds decodes at once, ``max_pixels`` caps what a
+    header may declare, ``flavour`` is optimisation's encoder layout (its smallest image side)."""
+
+    slots: asyncio.Semaphore
+    max_pixels: int
+    flavour: str = "torchvision"
+
+
+async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes], decoding: Decoding | None = None) -> JobRequest:
     """Validate the form (:class:`SettingsError`, :class:`ImageError`) into a job request.
 
     ``content`` and each ``style`` are an uploaded file or the name of a bundled example.
+    Images too small or too thin for the method at this size are refused here, at submit.
     """
+    decoding = decoding or Decoding(slots=asyncio.Semaphore(DECODE_SLOTS), max_pixels=limits.max_decode_pixels)
     defaults = limits.defaults()
     method = text_field(form, "method") or defaults["method"]
     if method not in METHODS:
@@ -338,9 +448,17 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         style_weights = tuple(float_list(text_field(form, "style_weights") or "", "style_weights"))
         normalized_weights(style_weights, len(styles))  # raises for a wrong count or bad values
 
-    content, content_name = await read_image(contents[0], "content", examples, working_size(method, "content", size))
+    if method == "stylize":
+        from ..adain import MIN_SIDE
+
+        min_side = MIN_SIDE
+    else:
+        settings = get_preset(preset)
+        min_side = smallest_input_side(flavour=decoding.flavour, last_layer=deepest_layer(settings.content_layers + settings.style_layers))
+    content, content_name = await read_image(contents[0], "content", examples, working_size(method, "content", size),
+                                             decoding=decoding, min_side=min_side)
     style_size = working_size(method, "style", size)
-    loaded = [await read_image(style, "style", examples, style_size) for style in styles]
+    loaded = [await read_image(style, "style", examples, style_size, decoding=decoding, min_side=min_side) for style in styles]
     return JobRequest(
         method=method,
         content=content,
@@ -358,9 +476,12 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     )
 
 
-async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int) -> tuple[Image.Image, str]:
+async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int, *,
+                     decoding: Decoding, min_side: int = 1) -> tuple[Image.Image, str]:
     """Decode an uploaded file, or a bundled example by name, at ``size`` pixels on its longer
-    side: ``(image, name for metadata)``."""
+    side: ``(image, name for metadata)``. At most ``decoding.slots`` decodes run at once; a
+    header declaring more than ``decoding.max_pixels`` is refused, and an image whose shorter
+    side would fall under ``min_side`` at ``size`` too."""
     if isinstance(item, str):
         name = item.strip()
         if name not in examples:
@@ -369,11 +490,13 @@ async def read_image(item: UploadFile | str, field: str, examples: dict[str, byt
     else:
         data = await item.read()
         label = (item.filename or field).replace("\\", "/").rsplit("/", 1)[-1][:100]
-    try:
-        image = await run_in_threadpool(load_image, data)
-    except ImageError as problem:
-        raise ImageError(f"{field} file {label!r} refused: {problem}") from None
-    return await run_in_threadpool(resize_longer_side, image, size), label
+    async with decoding.slots:
+        try:
+            image = await run_in_threadpool(lambda: load_image(data, reduce_to=size, max_pixels=decoding.max_pixels))
+        except ImageError as problem:
+            raise ImageError(f"{field} file {label!r} refused: {problem}") from None
+        check_min_side(image.size, size, min_side=min_side, what=f"{field} file {label!r}")
+        return await run_in_threadpool(resize_longer_side, image, size), label
 
 
 def text_field(form: FormData, name: str) -> str | None:

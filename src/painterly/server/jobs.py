@@ -155,15 +155,22 @@ class JobQueue:
     def capacity(self) -> int:
         return self.workers + self.queue_size
 
+    def check_room(self) -> None:
+        """:class:`QueueFull` now if a job could not be queued: checked before a request's
+        images are read, so a flood costs no decoding."""
+        with self._lock:
+            self._check_room()
+
+    def _check_room(self) -> None:
+        if self._closed:
+            raise QueueFull("the studio is shutting down")
+        if len(self._waiting) + self._running >= self.capacity:
+            raise QueueFull(f"the studio is busy ({self._running} running, {len(self._waiting)} waiting): try again shortly")
+
     def submit(self, request: JobRequest) -> Job:
         """Queue ``request``; :class:`QueueFull` when ``capacity`` jobs are waiting or running."""
         with self._lock:
-            if self._closed:
-                raise QueueFull("the studio is shutting down")
-            if len(self._waiting) + self._running >= self.capacity:
-                raise QueueFull(
-                    f"the studio is busy ({self._running} running, {len(self._waiting)} waiting): try again shortly"
-                )
+            self._check_room()
             self._evict()
             job = Job(request)
             self._jobs[job.id] = job

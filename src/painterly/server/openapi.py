@@ -85,7 +85,10 @@ def openapi_document(*, limits: "Limits", defaults: dict[str, Any], examples: li
                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}},
                     "responses": {
                         "202": {"description": "queued; poll its status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
-                        "400": _error("a file that is not an image, an unknown example, or a setting out of range"),
+                        "400": _error("a file that is not an image, one whose header declares more than "
+                                      f"{limits.max_decode_pixels} pixels, one too small or thin for the method, "
+                                      "an unknown example, or a setting out of range"),
+                        "403": _error("sent by another site's page (an Origin not the studio's, or Sec-Fetch-Site cross-site)"),
                         "413": _error(f"the request is over {limits.max_upload_bytes} bytes"),
                         "429": _error("the queue is full: retry after the Retry-After header's seconds"),
                     },
