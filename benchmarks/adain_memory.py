@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("width", type=int)
     parser.add_argument("height", type=int)
     parser.add_argument("--tile-size", type=int, default=512)
-    parser.add_argument("--tile-overlap", type=int, default=128)
+    parser.add_argument("--tile-overlap", type=int, default=136)
     parser.add_argument("--no-tile", action="store_true")
     parser.add_argument("--stub-network", action="store_true")
     args = parser.parse_args()

@@ -136,6 +136,7 @@ def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
                     "style folder", "has no images")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--mask", b, *offline_weights),
                     "mask 1 is 24x24 but the content image is 40x32")
+    # The released weights named explicitly, offline and not cached (auto would take the bundled decoder).
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--encoder", "adain", "--decoder", "adain"),
                     "PAINTERLY_OFFLINE", "--encoder bundled --decoder bundled")
     one_clear_error(painterly("stylize", photo, "--style", a, b, "-o", out, *offline_weights),

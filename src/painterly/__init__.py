@@ -5,7 +5,11 @@ from .errors import Cancelled, ImageError, PainterlyError, SettingsError, Weight
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
 from .performance import SpeedSettings
+from .reproduce import InputMismatch, Reproduction, reproduce
+from .sweep import SweepResult, sweep
+from .temporal import warping_error
 from .training import TrainConfig, TrainResult, train
+from .video import VideoResult, read_video_metadata, stylize_video
 
 __version__ = "0.1.0"
 
@@ -14,6 +18,7 @@ __all__ = [
     "Cancelled",
     "GatysSettings",
     "ImageError",
+    "InputMismatch",
     "OptimizationResult",
     "PRESETS",
     "PainterlyError",
@@ -26,12 +31,20 @@ __all__ = [
     "load_image",
     "optimize",
     "read_metadata",
+    "Reproduction",
+    "reproduce",
     "resize_longer_side",
     "save_checkpoint",
     "save_image",
     "stylize",
     "stylize_batch",
+    "sweep",
+    "SweepResult",
     "train",
     "TrainConfig",
     "TrainResult",
+    "VideoResult",
+    "read_video_metadata",
+    "stylize_video",
+    "warping_error",
 ]

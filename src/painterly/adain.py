@@ -34,7 +34,7 @@ from torch import nn
 
 from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
 from .device import resolve_device
-from .encoder import ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
+from .encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
@@ -62,7 +62,8 @@ COLOUR_REFERENCE_PIXELS = 1024 * 1024
 #: field radius of relu4_1 (about 30 px), so a tile core's features equal the whole image's.
 STATISTICS_MARGIN = 48
 DEFAULT_TILE_SIZE = 512
-DEFAULT_TILE_OVERLAP = 128
+
+
 DEFAULT_STYLE_SIZE = 512
 #: Images per network pass by device type. On this project's 2-core CPU, batches of 4 and 8 ran
 #: at 0.76-0.94x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
@@ -157,6 +158,47 @@ def build_decoder() -> nn.Sequential:
         *conv(128, 128), *conv(128, 64), *up(),
         *conv(64, 64), *conv(64, 3, relu=False),
     )  # fmt: skip
+
+
+def receptive_field_radius() -> int:
+    """How far, in pixels, an output pixel of the whole network (encoder to relu4_1, then the
+    decoder) looks into the input on either side; the worst of the 8 phases of the 8-pixel grid.
+
+    Walking back from an output pixel's interval [lo, hi]: a k x k convolution widens it by
+    (k - 1) / 2 on each side, x2 nearest upsampling maps it to [lo // 2, hi // 2], a 2 x 2 pool
+    of stride 2 to [2 lo, 2 hi + 1]. For VGG-19 to relu4_1 and its mirrored decoder: 67 (the
+    test checks it against the reach of a changed pixel in float64).
+    """
+    steps: list[tuple[str, int]] = []
+    for name in LAYER_NAMES[: LAYER_NAMES.index(ADAIN_LAYER) + 1]:
+        if name.startswith(("conv", "pool")):
+            steps.append(("conv", 1) if name.startswith("conv") else ("pool", 2))
+    for module in build_decoder():
+        if isinstance(module, nn.Conv2d):
+            steps.append(("conv", (module.kernel_size[0] - 1) // 2))
+        elif isinstance(module, nn.Upsample):
+            steps.append(("upsample", int(module.scale_factor)))
+    worst = 0
+    for pixel in range(1000, 1000 + DOWNSAMPLING):
+        low = high = pixel
+        for kind, size in reversed(steps):
+            if kind == "conv":
+                low, high = low - size, high + size
+            elif kind == "upsample":
+                low, high = low // size, high // size
+            else:
+                low, high = low * size, high * size + size - 1
+        worst = max(worst, pixel - low, high - pixel)
+    return worst
+
+
+#: Tiles are exact where no weight falls within this many pixels of a border shared with a
+#: neighbour (see :func:`_ramp`): so neighbours must share at least twice it, on the 8-pixel grid.
+RECEPTIVE_FIELD_RADIUS = receptive_field_radius()
+MIN_TILE_OVERLAP = math.ceil(2 * RECEPTIVE_FIELD_RADIUS / DOWNSAMPLING) * DOWNSAMPLING
+#: Overlap must stay below half the tile: the smallest tile is one grid step above twice it.
+MIN_TILE_SIZE = 2 * MIN_TILE_OVERLAP + DOWNSAMPLING
+DEFAULT_TILE_OVERLAP = MIN_TILE_OVERLAP
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int = DOWNSAMPLING) -> torch.Tensor:
@@ -348,10 +390,14 @@ def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Seque
         raise SettingsError(f"{len(masks)} mask(s) given for {style_count} style image(s): give one mask per style")
     if tile not in (True, False, "auto"):
         raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
-    if tile_size < 64 or tile_size % DOWNSAMPLING:
-        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} of at least 64, got {tile_size}")
-    if not (0 <= tile_overlap < tile_size // 2 and tile_overlap % DOWNSAMPLING == 0):
-        raise SettingsError(f"tile overlap must be a multiple of {DOWNSAMPLING} below half the tile size, got {tile_overlap}")
+    if tile_overlap < MIN_TILE_OVERLAP or tile_overlap % DOWNSAMPLING:
+        raise SettingsError(
+            f"tile overlap must be a multiple of {DOWNSAMPLING} of at least {MIN_TILE_OVERLAP}, got {tile_overlap}: "
+            f"each output pixel sees {RECEPTIVE_FIELD_RADIUS} px around it, so less would leave seams along the tiles"
+        )
+    if tile_size % DOWNSAMPLING or tile_size <= 2 * tile_overlap:
+        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} above twice the overlap "
+                            f"({2 * tile_overlap}; at least {MIN_TILE_SIZE} with the smallest overlap), got {tile_size}")
     return normalized_weights(style_weights, style_count)
 
 
@@ -451,12 +497,12 @@ def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
 
 def _ramp(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
     """Blend weights along one axis of a tile. On each side that has a neighbour, the outer
-    quarter of the overlap gets weight 0 (those pixels saw the tile's border within their
-    receptive field), the middle half a cosine rise, the rest 1; neighbours' weights sum to 1."""
+    :data:`RECEPTIVE_FIELD_RADIUS` pixels get weight 0 (they saw the tile's border, so they
+    differ from one pass), the rest of the overlap a cosine rise, the rest 1. Every pixel with
+    a weight is then exactly what one pass paints; the rise only hides rounding."""
     weights = torch.ones(size)
-    if overlap == 0:
-        return weights
-    skip, blend = overlap // 4, overlap // 2
+    skip = RECEPTIVE_FIELD_RADIUS
+    blend = overlap - 2 * skip
     rise = torch.zeros(overlap)
     rise[skip : skip + blend] = 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(blend) + 0.5) / blend)
     rise[skip + blend :] = 1.0
@@ -484,11 +530,12 @@ def _tile_count(size: tuple[int, int], tile_size: int, overlap: int) -> int:
 
 def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[Stats], masks: list[Image.Image] | None,
                    weights: list[float], alpha: float, tile_size: int, overlap: int,
-                   step: Callable[[], None]) -> Image.Image:
+                   step: Callable[[], None], held: Stats | None = None) -> Image.Image:
     """Gather the content's statistics (:func:`_tiled_statistics`), then stylise overlapping
     tiles of the padded content and blend them, one row of tiles at a time: finished rows go
     straight to the uint8 output, so besides the input and output images only one band of
-    tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all)."""
+    tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all).
+    ``held``: content statistics given in advance (then the statistics tiles are counted as done)."""
     width, height = content.size
     padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
                     mode="reflect")
@@ -496,7 +543,12 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
     rows, columns = _tile_grid(content.size, tile_size, overlap)
-    content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
+    if held is None:
+        content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
+    else:
+        content_stats = [held] * len(weights)
+        for _ in range(math.ceil(full_h / _statistics_core(tile_size)) * math.ceil(full_w / _statistics_core(tile_size))):
+            step()
     output = np.empty((height, width, 3), dtype=np.uint8)
     carry: torch.Tensor | None = None
     device = model.device
@@ -603,6 +655,7 @@ def stylize_batch(
     speed: SpeedSettings = ADAIN_SPEED,
     model: AdaINModel | None = None,
     callback: TileProgress | None = None,
+    content_statistics: Sequence[Stats] | None = None,
 ) -> list[StylizeResult]:
     """:func:`stylize` for several contents (same options), one result per content, in order.
 
@@ -611,6 +664,10 @@ def stylize_batch(
     None: :data:`DEFAULT_BATCH_SIZES` for the device): the same images as one at a time, within
     bfloat16 rounding. ``callback(done, total)`` counts tiles of tiled contents and one-pass
     batches. Video frames and resized folders are where batches form.
+
+    ``content_statistics``: one (mean, std) per content, each (1, C, 1, 1), used in place of the
+    content's own relu4_1 statistics (:func:`content_statistics` measures them; a video holds a
+    shot's steady with them); not with masks.
     """
     if batch_size is not None and batch_size < 1:
         raise SettingsError(f"batch size must be at least 1, got {batch_size}")
@@ -619,6 +676,8 @@ def stylize_batch(
                              preserve_color=preserve_color, masks=masks,
                              tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
     contents = [content.convert("RGB") for content in contents]
+    if content_statistics is not None and (masks is not None or len(content_statistics) != len(contents)):
+        raise SettingsError("give one content statistic per content, and no masks with them")
     for content in contents:
         check_min_side(content.size, content_size, min_side=MIN_SIDE, what="the content image")
     for index, style_image in enumerate(styles, start=1):
@@ -635,7 +694,8 @@ def stylize_batch(
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
     if batch_size is None:
         batch_size = default_batch_size(model.device)
-    tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, batch_size=batch_size)
+    tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap,
+                                  batch_size=batch_size)
 
     done, total = 0, len(batches) + sum(_tile_count(contents[i].size, t, tile_overlap) for i, t in tiles.items())
 
@@ -658,11 +718,14 @@ def stylize_batch(
         # luma, as color.luminance) and gives the result the content's chroma back at the end.
         net_contents = [c.convert("L").convert("RGB") if preserve_color == "luminance" else c for c in contents]
         for index, size in tiles.items():
+            held = None if content_statistics is None else content_statistics[index]
             images[index] = _stylize_tiles(model, net_contents[index], statistics_for(index), checked_masks, weights,
-                                           alpha, size, tile_overlap, step)
+                                           alpha, size, tile_overlap, step, held)
         for indices in batches:
             stats = [statistics_for(i) for i in indices]
-            outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha)
+            held = None if content_statistics is None else [content_statistics[i] for i in indices]
+            outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha,
+                                        held)
             images.update(zip(indices, outputs))
             step()
 
@@ -689,8 +752,31 @@ def stylize_batch(
     return results
 
 
+def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, content_size: int | None = None,
+                       preserve_color: str = "none", tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE) -> list[Stats]:
+    """The relu4_1 channel (mean, std) of each content, each (1, C, 1, 1) on the CPU, as
+    :func:`stylize_batch` measures them with the same ``content_size`` and ``preserve_color``
+    (over the padded image; tile by tile past the tile threshold, which gives the same figures)."""
+    results = []
+    with model.speed.running(model.device):
+        for content in contents:
+            content = content.convert("RGB")
+            if content_size is not None:
+                content = resize_longer_side(content, content_size)
+            if preserve_color == "luminance":
+                content = content.convert("L").convert("RGB")
+            if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
+                padded = np.pad(np.asarray(content), ((0, (-content.height) % DOWNSAMPLING),
+                                                      (0, (-content.width) % DOWNSAMPLING), (0, 0)), mode="reflect")
+                [stats] = _tiled_statistics(model, padded, None, [1.0], tile_size)
+            else:
+                stats = channel_mean_std(model.encode(pad_to_multiple(image_to_tensor(content).to(model.device))))
+            results.append((stats[0].float().cpu(), stats[1].float().cpu()))
+    return results
+
+
 def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Image.Image], *, tile: bool | str,
-                 tile_size: int, batch_size: int) -> tuple[dict[int, int], list[list[int]]]:
+                 tile_size: int, tile_overlap: int, batch_size: int) -> tuple[dict[int, int], list[list[int]]]:
     """How to run each content: ``tiles`` maps a content's index to its tile size; the others
     are grouped by size into ``batches`` of indices, as large as ``batch_size`` and memory allow.
     Where one pass would not fit, tiles (or, with ``tile`` False, a :class:`SettingsError`)."""
@@ -713,7 +799,8 @@ def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Im
             raise SettingsError(f"{content.width}x{content.height} in one pass needs about "
                                 f"{fits.estimate_bytes / 2**30:.1f} GiB: allow tiles (--tile)")
         else:
-            tiles[index] = min(tile_size, fits.tile)
+            # Never below what the overlap allows (seams): a little over the plan's budget instead.
+            tiles[index] = max(min(tile_size, fits.tile), 2 * tile_overlap + DOWNSAMPLING)
     batches = []
     for size, indices in groups.items():
         batch = batch_size
@@ -733,15 +820,19 @@ def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torc
 
 
 def _stylize_together(model: AdaINModel, contents: list[Image.Image], style_stats: list[list[Stats]],
-                      masks: list[Image.Image] | None, weights: list[float], alpha: float) -> list[Image.Image]:
+                      masks: list[Image.Image] | None, weights: list[float], alpha: float,
+                      held: list[Stats] | None = None) -> list[Image.Image]:
     """One pass of the networks over same-size ``contents``; ``style_stats[i]`` holds content
-    i's statistics of every style. Statistics are per image, so a batch equals single passes."""
+    i's statistics of every style. Statistics are per image, so a batch equals single passes.
+    ``held``: content i's statistics given in advance (not with masks)."""
     width, height = contents[0].size
     padded = pad_to_multiple(torch.cat([image_to_tensor(c) for c in contents]).to(model.device))
     features = model.encode(padded)
     mask_arrays = [_mask_array(m, (width, height)) for m in masks] if masks else None
     maps = _maps(mask_arrays, weights, (0, 0, *padded.shape[-2:]), features.shape[-2:], model.device)
-    if masks is None:
+    if held is not None:
+        content_stats = [(torch.cat([m for m, _ in held]).to(model.device), torch.cat([s for _, s in held]).to(model.device))] * len(weights)
+    elif masks is None:
         content_stats = [channel_mean_std(features)] * len(weights)
     else:
         content_stats = [masked_mean_std(features, m) for m in maps]

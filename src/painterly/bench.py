@@ -17,7 +17,7 @@ Every case is timed twice in the same process, on the same random weights and in
 A time is the median of ``repeats`` runs after ``warmup`` runs. Gatys also reports time to
 quality (``gatys_time_to_loss``): the wall time each way takes to reach the loss that the
 frozen reference reaches in that many iterations. FLOPs count convolutions (and
-Gram matrices) only, 2 per multiply-add, as SPEC.md does, so GFLOP/s compare with a device's
+Gram matrices) only, 2 per multiply-add (docs/recipes.md), so GFLOP/s compare with a device's
 peak. Weights are seeded random (Kaiming-normal): speed does not depend on their values, but
 the bfloat16 accuracy (PSNR against float32) may differ with trained weights.
 """

@@ -9,6 +9,7 @@ its inputs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -145,3 +146,11 @@ def _below(path: Path, folder: Path) -> bool:
         return False
     return True
 
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()

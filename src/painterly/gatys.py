@@ -55,6 +55,7 @@ from .losses import (
     gram_style_loss,
     masked_gram_matrix,
     normalized_weights,
+    temporal_loss,
     total_variation_loss,
 )
 from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
@@ -130,6 +131,12 @@ class GatysSettings:
     scales: int = 1
     start_size: int | None = None
     iterations_per_scale: tuple[int, ...] = ()
+    #: neural-style's ``-normalize_gradients``: each content and style term's gradient with
+    #: respect to its layer's features is divided by its L1 norm before its weight applies.
+    normalize_gradients: bool = False
+    #: Steps of curvature history L-BFGS keeps (neural-style's ``-lbfgs_num_correction``; 100,
+    #: torch's and optim.lbfgs's default). Each holds two image-sized tensors.
+    lbfgs_history: int = 100
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +165,8 @@ class GatysSettings:
             raise SettingsError(f"{len(self.iterations_per_scale)} iterations_per_scale given for {self.scales} scales")
         if any(n < 1 for n in self.iterations_per_scale):
             raise SettingsError(f"iterations_per_scale must all be at least 1, got {list(self.iterations_per_scale)}")
+        if self.lbfgs_history < 1:
+            raise SettingsError(f"lbfgs_history must be at least 1, got {self.lbfgs_history}")
 
     def _check_fidelity_settings(self) -> None:
         if self.init not in INIT_CHOICES:
@@ -183,9 +192,20 @@ class GatysSettings:
         return {key: value for key, value in asdict(self).items() if key != "source"}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GatysSettings":
-        """The inverse of :meth:`to_dict` (lists, as JSON gives them back, become tuples)."""
-        names = {f.name for f in fields(cls)}
+    def from_dict(cls, values: Mapping[str, Any]) -> "GatysSettings":
+        """The inverse of :meth:`to_dict` (lists, as JSON gives them back, become tuples).
+
+        ``values`` may also be a whole output's metadata (:func:`painterly.read_metadata`, told
+        apart by its ``painterly.method`` key): its settings are taken and the rest (seed,
+        weights, inputs ...) left. Anywhere else an unknown key is an error, so a misspelt
+        setting is never silently dropped. Settings added since the output was made keep their
+        defaults.
+        """
+        names = {f.name for f in fields(cls) if f.name != "source"}
+        if "painterly.method" in values:
+            # There ``weights`` names the weights used, not the recipe's choice: the preset's is.
+            preset = PRESETS.get(values.get("preset"), cls())
+            values = {key: value for key, value in values.items() if key in names} | {"weights": preset.weights}
         unknown = set(values) - names
         if unknown:
             raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
@@ -389,7 +409,6 @@ class GatysObjective:
 
     def __call__(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted losses of the image ``pixels`` (in the recipe's pixel space)."""
-        s = self.settings
         features = self._features(pixels / self.pixel_scale)
         with torch.autocast(pixels.device.type, enabled=False):  # Grams and losses in float32
             return self._losses(features, pixels)
@@ -397,17 +416,21 @@ class GatysObjective:
     def _losses(self, features: dict[str, torch.Tensor], pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted terms from the image's (float32) features."""
         s = self.settings
+        content_w = s.content_weight / (len(self.content_targets) if s.average_layers else 1)
+        style_w = s.style_weight / (len(self.style_layers) if s.average_layers else 1)
+
+        def seen(layer: str, strength: float) -> torch.Tensor:
+            return normalized_gradient(features[layer], strength) if s.normalize_gradients else features[layer]
+
         content = sum(
-            content_loss(features[layer], target, reduction=s.content_reduction)
+            content_loss(seen(layer, content_w), target, reduction=s.content_reduction)
             for layer, target in self.content_targets.items()
         )
         style = sum(
-            weight * self._style_term(features[layer], targets[layer], None if masks is None else masks[layer], pixels)
+            weight * self._style_term(seen(layer, weight * style_w), targets[layer], None if masks is None else masks[layer], pixels)
             for weight, targets, masks in self.style_terms
             for layer in self.style_layers
         )
-        content_w = s.content_weight / (len(self.content_targets) if s.average_layers else 1)
-        style_w = s.style_weight / (len(self.style_layers) if s.average_layers else 1)
         tv = total_variation_loss(pixels, kind=s.tv_kind) if s.tv_weight else pixels.new_zeros(())
         losses = {"content": content_w * content, "style": style_w * style, "tv": s.tv_weight * tv}
         losses["total"] = losses["content"] + losses["style"] + losses["tv"]
@@ -428,11 +451,36 @@ class GatysObjective:
         return gram_style_loss(gram, target, reduction=s.style_reduction, positions=positions)
 
 
+class _NormalizedGradient(torch.autograd.Function):
+    """Identity forward; backward g -> strength g / (||g||_1 + 1e-8) (neural-style's
+    ``-normalize_gradients``, which divides each loss module's gradient by its L1 norm and then
+    multiplies by the module's weight)."""
+
+    @staticmethod
+    def forward(ctx: Any, features: torch.Tensor, strength: float) -> torch.Tensor:
+        ctx.strength = strength
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad / (grad.abs().sum() + 1e-8) * ctx.strength, None
+
+
+def normalized_gradient(features: torch.Tensor, strength: float) -> torch.Tensor:
+    """``features``, whose gradient from one loss term is rescaled to L1 norm ``strength``.
+
+    The term's own weight multiplies its gradient before it gets here and the L1 norm divides
+    it out again, so ``strength`` must be that weight: the result is neural-style's
+    ``w * dL/df / ||dL/df||_1``.
+    """
+    return _NormalizedGradient.apply(features, float(strength))
+
+
 def make_optimizer(pixels: torch.Tensor, settings: GatysSettings) -> torch.optim.Optimizer:
     if settings.optimizer == "lbfgs":
         # One iteration per step() so that progress, saving and cancelling happen between them;
         # the curvature history lives in the optimiser's state and carries over.
-        return torch.optim.LBFGS([pixels], lr=settings.learning_rate, max_iter=1, history_size=100)
+        return torch.optim.LBFGS([pixels], lr=settings.learning_rate, max_iter=1, history_size=settings.lbfgs_history)
     if settings.optimizer == "adam":
         return torch.optim.Adam([pixels], lr=settings.learning_rate, betas=settings.adam_betas, eps=settings.adam_eps)
     return torch.optim.SGD([pixels], lr=settings.learning_rate)
@@ -496,6 +544,7 @@ def optimize_image(
     seed: int = 0,
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor, float] | None = None,
     tile_size: int | None = None,
 ) -> GatysResult:
     """Run Gatys transfer at one scale on tensors (1, 3, H, W) in [0, 1]; styles may have other sizes.
@@ -507,6 +556,8 @@ def optimize_image(
     The losses are computed under ``speed``'s precision (the caller prepares ``encoder`` with
     :meth:`SpeedSettings.prepare`); gradients flow back outside autocast, the pixels stay float32.
     The callback sees every iteration and may raise :class:`painterly.errors.Cancelled`.
+    ``temporal`` (target, mask, weight) adds weight x :func:`painterly.losses.temporal_loss`
+    (video: the previous frame's result warped onto this one, Ruder et al. 2016).
     ``tile_size``: compute each iteration in tiles of at most that side (:mod:`painterly.gatys_tiles`),
     the same loss and gradient as one pass up to rounding, in the memory of a tile.
     """
@@ -551,7 +602,14 @@ def optimize_image(
             else:
                 with speed.running(pixels.device, grad=True):
                     losses = objective(pixels)
+            if temporal is not None:
+                target, mask, weight = temporal
+                losses["temporal"] = weight * temporal_loss(pixels / settings.pixel_scale, target, mask)
+                losses["total"] = losses["total"] + losses["temporal"]
+            if tile_size is None:
                 losses["total"].backward()
+            elif temporal is not None:  # the tiles' gradient is in pixels.grad already
+                losses["temporal"].backward()
             if not reported:  # the losses at the start of this iteration
                 reported.update({key: value.detach() for key, value in losses.items()})
             return losses["total"]
@@ -684,13 +742,17 @@ class OptimizationResult:
     weights_note: str | None = None
     style_weights: list[float] = field(default_factory=list)
     precision: str = "float32"
+    #: The preset the settings started from (None: given as ``settings`` or by a checkpoint).
+    preset: str | None = None
     #: The tile window at each scale, coarse to fine (None: that scale ran in one pass).
     tile_sizes: list[int | None] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
-        """Settings, seed and weights, for the PNG's text chunks."""
+        """Settings, seed and weights, for the PNG's text chunks (read back whole by
+        :meth:`GatysSettings.from_dict` and :func:`painterly.reproduce`)."""
         return {
             "painterly.method": "optimize",
+            "preset": self.preset,
             **self.settings.to_dict(),
             "style_weights": self.style_weights,
             "seed": self.seed,
@@ -718,6 +780,7 @@ def optimize(
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
     download_progress: DownloadProgress | None = None,
+    temporal: tuple[Image.Image, Image.Image, float] | None = None,
     tile: bool | str = "auto",
     tile_size: int | None = None,
     max_memory: float | None = None,
@@ -749,6 +812,9 @@ def optimize(
     * ``resume``: a checkpoint (or its path) from :attr:`Progress.checkpoint` continues that
       run with its settings, seed and weights; only ``iterations``/``iterations_per_scale``
       may change, anything else given must match.
+    * ``temporal``: (target, mask, weight) for video, the previous frame's result warped onto
+      this one, the mask of where that is trusted ("L", white) and the weight of Ruder et al.'s
+      short-term temporal loss; both are resized to every scale (:func:`painterly.video.optimize_video`).
     * ``tile``: compute iterations in tiles (:mod:`painterly.gatys_tiles`; the same loss and
       gradient as one pass, up to rounding, in the memory of a tile window of ``tile_size``
       pixels): ``auto`` (default) where one pass would not fit in ``max_memory`` GiB (default:
@@ -757,6 +823,7 @@ def optimize(
       scale's tile.
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
+    settings_given = settings
     if checkpoint is not None:
         base = settings if settings is not None else GatysSettings.from_dict(checkpoint["settings"])
         seed, weights = checkpoint["seed"], checkpoint["weights"]
@@ -814,6 +881,11 @@ def optimize(
             init = image_to_tensor(resized).to(device)
             init = grey(init) if settings.preserve_color == "luminance" else init
         offset = sum(counts[: scale - 1])
+        scale_temporal = None
+        if temporal is not None:
+            target = image_to_tensor(temporal[0].convert("RGB").resize(content_image.size, Image.Resampling.LANCZOS)).to(device)
+            mask = image_to_tensor(temporal[1].convert("RGB").resize(content_image.size, Image.Resampling.BILINEAR))[:, :1]
+            scale_temporal = (grey(target) if settings.preserve_color == "luminance" else target, mask.to(device), temporal[2])
 
         def report(progress: Progress, scale: int = scale, offset: int = offset) -> None:
             history.append({"iteration": offset + progress.iteration, **progress.losses})
@@ -847,11 +919,13 @@ def optimize(
             seed=seed,
             speed=speed,
             callback=report,
+            temporal=scale_temporal,
             tile_size=plan.tiles[scale - 1],
         )
         image = result.image
     output = restore_colors(image, content_tensor, settings.preserve_color)
     if settings.transfer_color_only:
         output = keep_luminance(output, content_tensor)
-    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision,
+    preset_name = preset if settings_given is None and checkpoint is None else None
+    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision, preset_name,
                               list(plan.tiles))

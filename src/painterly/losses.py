@@ -153,6 +153,15 @@ def mean_std_style_loss(input: torch.Tensor, target: torch.Tensor, *, eps: float
     return (input_mean - target_mean).pow(2).mean() + (input_std - target_std).pow(2).mean()
 
 
+def temporal_loss(image: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Ruder et al. (2016)'s short-term temporal loss: (1/D) sum_k c_k (x_k - w_k)^2, with w the
+    previous output warped onto this frame, c the (1, 1, H, W) mask of pixels it is trusted at
+    (0 where occluded) and D = C H W."""
+    if image.shape != target.shape or mask.shape[-2:] != image.shape[-2:]:
+        raise ValueError(f"image {tuple(image.shape)}, target {tuple(target.shape)}, mask {tuple(mask.shape)} differ")
+    return (mask * (image - target) ** 2).mean()
+
+
 def normalized_weights(weights: Sequence[float] | None, count: int) -> list[float]:
     """Blend weights for ``count`` styles, normalised to sum 1 (equal when None).
 

@@ -10,7 +10,7 @@ Speed options (each kept because ``painterly bench`` measured a gain; benchmarks
 * ``compile``: ``torch.compile``, opt-in (minutes of compilation on a CPU before the first image).
 
 Layer shapes: every activation of the VGG-19 encoder and the AdaIN decoder follows from the input's
-height and width, so FLOPs (2 per multiply-add, convolutions only, as in SPEC.md) and memory can
+height and width, so FLOPs (2 per multiply-add, convolutions only: docs/recipes.md) and memory can
 be counted before anything runs. :func:`plan_memory` uses them to choose AdaIN or Gatys tiles
 that fit, or refuses with a :class:`SettingsError`, instead of dying out of memory.
 """
@@ -214,7 +214,7 @@ def network_flops(layers: Sequence[Layer]) -> int:
 def adain_flops(height: int, width: int, *, style_cached: bool = False, style_size: tuple[int, int] | None = None) -> int:
     """FLOPs of one AdaIN stylisation: content encoding, style encoding (unless cached), decoding.
 
-    The AdaIN layer itself (a few operations per feature) is left out, as in SPEC.md's counts.
+    The AdaIN layer itself (a few operations per feature) is left out (docs/recipes.md, "Counting FLOPs").
     """
     total = network_flops(encoder_layers(height, width)) + network_flops(decoder_layers(height, width))
     if not style_cached:
@@ -377,8 +377,9 @@ def _gib(count: int) -> str:
     return f"{count / 2**30:.1f} GiB"
 
 
-#: AdaIN tiles are multiples of this (the encoder pools three times) and at least ``MIN_TILE``.
-TILE_STEP, MIN_TILE = 64, 128
+#: AdaIN tiles are multiples of this (the encoder pools three times) and at least ``MIN_TILE``:
+#: above :data:`painterly.adain.MIN_TILE_SIZE`, twice the smallest seam-free overlap.
+TILE_STEP, MIN_TILE = 64, 320
 
 
 def plan_memory(

@@ -51,7 +51,7 @@ from .device import resolve_device
 from .encoder import encoder_fingerprint, load_encoder
 from .errors import Cancelled, PainterlyError, SettingsError
 from .files import atomic_path, load_torch, save_torch
-from .images import check_size, save_image, tensor_to_image
+from .images import IMAGE_SUFFIXES, check_size, save_image, tensor_to_image
 from .losses import content_loss, mean_std_style_loss
 from .weights import with_record
 
@@ -94,6 +94,9 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = False
     recipe: str = "adain"
+    #: TensorBoard logs in RUN_DIR/tensorboard: None when it is installed, True asked for (a
+    #: note at the start says when it is not installed), False never.
+    tensorboard: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "iterations", "checkpoint_every", "keep", "monitor_every", "log_every", "val_images"):
@@ -174,6 +177,27 @@ class TrainProgress:
 
 
 TrainCallback = Callable[[TrainProgress], None]
+
+
+@dataclass
+class TrainStart:
+    """What a run starts with (reported once, on rank 0, before the first iteration)."""
+
+    content_images: int  # image files found below the content folder
+    style_images: int
+    held_out_content: int  # of those, held out for validation (--val-fraction)
+    held_out_style: int
+    not_images: int  # other files below the folders, left out by their endings
+    unreadable: int  # samples already dropped as unreadable (a resumed run's count)
+    iteration: int  # the first iteration to run (1-based)
+    iterations: int
+    encoder: str
+    device: str
+    #: Things the user asked for that will not happen, each a sentence.
+    notes: list[str] = field(default_factory=list)
+
+
+StartCallback = Callable[[TrainStart], None]
 
 
 @dataclass
@@ -327,6 +351,7 @@ def train(
     recipe: str = "adain",
     resume: bool = False,
     callback: TrainCallback | None = None,
+    on_start: StartCallback | None = None,
     note: Callable[[str], None] | None = None,
     **settings: Any,
 ) -> TrainResult:
@@ -343,6 +368,7 @@ def train(
     callback raising Cancelled), :class:`PainterlyError` when the loss stops being finite.
     A resume skips unreadable newest checkpoints (a torn file) for the newest good one and
     tells ``note`` (a line for the user) which.
+    ``on_start`` receives a :class:`TrainStart` summary before the first iteration.
     """
     run_dir = Path(run_dir)
     # Paths and devices are stored as text: the config must stay plain data (JSON, weights_only).
@@ -380,11 +406,16 @@ def train(
     stop.install()
     try:
         with contextlib.ExitStack() as cleanup:
-            return _train(config, run_dir, checkpoint, device, rank, world_size, stop, callback, cleanup)
+            return _train(config, run_dir, checkpoint, device, rank, world_size, stop, callback, cleanup, on_start)
     finally:
         stop.restore()
         if started_group:
             torch.distributed.destroy_process_group()
+
+
+def _other_files(folder: str) -> int:
+    """Files below ``folder`` that training leaves out because their ending is not an image's."""
+    return sum(1 for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)
 
 
 #: What a training checkpoint must hold to be resumed from.
@@ -434,6 +465,7 @@ def _train(
     stop: _StopFlag,
     callback: TrainCallback | None,
     cleanup: contextlib.ExitStack,
+    on_start: StartCallback | None = None,
 ) -> TrainResult:
     distributed = world_size > 1
     main_process = rank == 0
@@ -480,6 +512,7 @@ def _train(
 
     # --- run folder (rank 0) ---
     writer = None
+    notes: list[str] = []
     if main_process:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -493,13 +526,16 @@ def _train(
             _atomic_write(csv_path, lambda f: f.write(",".join(CSV_COLUMNS) + "\n"), binary=False)
         else:
             _truncate_csv(csv_path, iteration)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        if config.tensorboard is not False:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=iteration or None)
-            cleanup.callback(writer.close)
-        except ImportError:
-            pass  # TensorBoard is optional: pip install 'painterly[tensorboard]'
+                writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=iteration or None)
+                cleanup.callback(writer.close)
+            except ImportError:
+                if config.tensorboard:  # asked for: say why there will be no logs
+                    notes.append("TensorBoard logs were asked for but tensorboard is not installed "
+                                 "(pip install 'painterly[tensorboard]'): training without them")
 
     # --- the fixed monitor batch: held-out images when there are some, else the first training ones ---
     monitor = None
@@ -512,6 +548,15 @@ def _train(
         if monitor_content is not None and monitor_style is not None:
             index = torch.arange(monitor_content.shape[0]) % monitor_style.shape[0]
             monitor = (monitor_content, monitor_style[index])
+
+    if main_process and on_start is not None:
+        on_start(TrainStart(
+            content_images=len(content_files) + len(val_content_files), style_images=len(style_files) + len(val_style_files),
+            held_out_content=len(val_content_files), held_out_style=len(val_style_files),
+            not_images=sum(_other_files(folder) for folder in (config.content_dir, config.style_dir)),
+            unreadable=total_skipped, iteration=iteration + 1, iterations=config.iterations, encoder=encoder_label,
+            device=str(device), notes=notes,
+        ))
 
     def save_checkpoint() -> Path:
         path = run_dir / "checkpoints" / f"ckpt_{iteration:07d}.pt"

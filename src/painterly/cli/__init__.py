@@ -15,7 +15,7 @@ from typing import Sequence
 from ..errors import PainterlyError
 
 #: Subcommand modules, in the order ``--help`` lists them. Each defines ``register(subparsers)``.
-COMMANDS = ("demo", "optimize", "sweep", "stylize", "export", "train", "serve", "bench")
+COMMANDS = ("demo", "optimize", "sweep", "stylize", "reproduce", "export", "train", "serve", "bench")
 
 
 class _Parser(argparse.ArgumentParser):

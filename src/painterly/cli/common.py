@@ -108,18 +108,42 @@ def download_bar(quiet: bool) -> Callable[[int, int | None], None] | None:
     return update
 
 
+#: Without a terminal (a pipe, a log file), progress is a line every this many iterations.
+DEFAULT_PRINT_EVERY = 50
+
+
+def add_print_every_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--print-every", type=positive_int, metavar="N",
+                        help="print one progress line every N iterations instead of a bar (as neural-style's "
+                        f"-print_every; default: a bar on a terminal, a line every {DEFAULT_PRINT_EVERY} otherwise)")
+
+
+def line_interval(print_every: int | None) -> int | None:
+    """Iterations between progress lines, or None to draw a bar: a bar only on a terminal and
+    when no interval is asked for (carriage returns make a log file unreadable)."""
+    if print_every is not None:
+        return print_every
+    return None if sys.stderr.isatty() else DEFAULT_PRINT_EVERY
+
+
 class OptimizationProgress:
-    """Draws the iteration bar with the losses; calls ``on_iteration`` (for --save-every)."""
+    """Draws the iteration bar with the losses (or, see :func:`line_interval`, prints a line
+    every N iterations and at the last); calls ``on_iteration`` (for --save-every)."""
 
     def __init__(self, *, quiet: bool, description: str = "optimising",
-                 on_iteration: Callable[[Progress], None] | None = None) -> None:
+                 on_iteration: Callable[[Progress], None] | None = None, print_every: int | None = None) -> None:
         self.quiet = quiet
         self.description = description
         self.on_iteration = on_iteration
         self.bar: tqdm | None = None
+        self.interval = line_interval(print_every)
 
     def __call__(self, progress: Progress) -> None:
-        if not self.quiet:
+        if not self.quiet and self.interval is not None:
+            if progress.iteration % self.interval == 0 or progress.iteration == progress.iterations:
+                losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
+                info(f"{self.description}: iteration {progress.iteration}/{progress.iterations}: {losses}")
+        elif not self.quiet:
             if self.bar is None:
                 self.bar = tqdm(total=progress.iterations, desc=self.description, unit="it", file=sys.stderr)
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in progress.losses.items()}, refresh=False)

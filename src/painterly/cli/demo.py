@@ -12,6 +12,7 @@ from ..adain import load_model, stylize
 from ..files import check_writes
 from ..gatys import optimize
 from ..images import load_image, resize_longer_side, save_image
+from ..reproduce import describe_inputs
 from ..weights import choose_weights
 from .common import OptimizationProgress, add_runtime_arguments, add_subcommand, download_bar, info, positive_int
 from .sweep import contact_sheet
@@ -22,7 +23,7 @@ EXAMPLES = """\
   PAINTERLY_OFFLINE=1 painterly demo  # never download: random weights, the bundled AdaIN decoder
   painterly demo --gallery            # contact sheets of bundled photos x paintings, both methods
 Both methods run: optimisation (Gatys et al.) and AdaIN in one pass, each with pretrained weights
-when they are cached or downloadable, else with what ships in the package (it says which)."""
+when they are cached or downloadable, else with what ships in the package (it says which). 'painterly reproduce' paints either again."""
 
 CONTENT, STYLE = "shipwreck.jpg", "starry_night.jpg"
 #: The gallery: bundled photos (rows) in the style of bundled paintings (columns).
@@ -70,13 +71,16 @@ def run(args: argparse.Namespace) -> int:
                           seed=args.seed, device=args.device, callback=bar, **extra)
     finally:
         bar.close()
-    save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE})
+    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
+    inputs = describe_inputs(content=[example_path(CONTENT)], style=[example_path(STYLE)])
+    save_image(result.image, output, metadata={**result.metadata(), "content": CONTENT, "style": STYLE, "inputs": inputs})
     info(f"wrote {output}")
     model = load_model(device=args.device, seed=args.seed)
     if model.weights_note:
         info(model.weights_note)
     fast = stylize(content, style, content_size=args.size, style_size=args.size, model=model)
-    save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE})
+    adain_output = output.with_name(f"{output.stem}_adain.png")
+    save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE, "inputs": inputs})
     info(f"wrote {adain_output} (AdaIN, one pass; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0
 

@@ -30,11 +30,16 @@ from ..images import (
     split_alpha,
     tensor_to_image,
 )
+from ..errors import SettingsError
 from ..performance import GATYS_SPEED
 from ..plotting import plot_losses
+from ..reproduce import describe_inputs, weight_file_inputs
+from ..temporal import FLOW_PRESETS
+from ..video import DEFAULT_TEMPORAL_WEIGHT, VIDEO_SUFFIXES
 from .common import (
     OptimizationProgress,
     add_preserve_color_argument,
+    add_print_every_argument,
     add_runtime_arguments,
     add_speed_arguments,
     add_subcommand,
@@ -46,6 +51,7 @@ from .common import (
     positive_int,
     speed_settings,
 )
+from .stylize import VideoBars
 
 EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png
@@ -53,6 +59,7 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --weights random --init content \\
       --tv-weight 1e-5 --save-every 50 --plot losses.png
   painterly optimize photo.jpg starry_night.jpg the_scream.jpg --style-weights 3 7 -o blend.png
+  painterly optimize clip.mp4 starry_night.jpg -o clip_styled.mp4 --size 256 --iterations 100   # frame by frame
   painterly optimize photo.jpg styles/ -o out.png                  # every image in a folder
   painterly optimize photo.jpg starry_night.jpg --preserve-color luminance -o out.png
   painterly optimize photo.jpg starry_night.jpg --style-scale 0.5 -o finer_strokes.png
@@ -63,6 +70,8 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
   painterly optimize photo.jpg starry_night.jpg -o big.png --size 3000 --optimizer adam --tile --tile-size 768
   painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --lr-decay none --clamp step
+  painterly optimize photo.jpg starry_night.jpg -o out.png --normalize-gradients --lbfgs-history 50 --print-every 25
+  painterly reproduce out.png -o again.png                         # the same pixels, from out.png's metadata
 presets (each computes what its recipe's code computes as it runs; where the code and its prose
 disagree, the code wins, e.g. d2l's style weight is 1e4, not the 1e3 it writes; docs/presets.md):
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
@@ -151,6 +160,12 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         help="longer side at the first scale (default: SIZE halved per extra scale)")
     parser.add_argument("--iterations-per-scale", type=positive_int, nargs="+", metavar="N",
                         help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
+    parser.add_argument("--normalize-gradients", action="store_true", default=None,
+                        help="neural-style's -normalize_gradients: each content and style term's gradient is "
+                        "divided by its L1 norm before its weight applies")
+    parser.add_argument("--lbfgs-history", type=positive_int, metavar="N",
+                        help="steps of curvature history L-BFGS keeps, two image-sized tensors each "
+                        "(neural-style's -lbfgs_num_correction; default: 100)")
     add_speed_arguments(parser, default_precision=GATYS_SPEED.precision,
                         why="bfloat16 gradients slow L-BFGS's progress per step")
     parser.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
@@ -162,6 +177,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
     parser.add_argument("--max-memory", type=positive_float, metavar="GIB",
                         help="memory budget in GiB that decides tiling (default: 90%% of the device's free memory)")
     add_runtime_arguments(parser)
+    add_print_every_argument(parser)
 
 
 def transfer_inputs(args: argparse.Namespace, style_paths: list[Path]) -> list[str | Path]:
@@ -221,18 +237,28 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
         "scales": args.scales,
         "start_size": args.start_size,
         "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
+        "normalize_gradients": args.normalize_gradients,
+        "lbfgs_history": args.lbfgs_history,
         "tile": "auto" if args.tile is None else args.tile,
         "tile_size": args.tile_size,
         "max_memory": args.max_memory,
     }
 
 
+def recorded_inputs(args: argparse.Namespace, style_paths: list[Path]) -> dict[str, list[dict[str, str]]]:
+    """The files of :func:`add_transfer_arguments` as recorded in an output: path, name, SHA-256."""
+    init = [args.init] if args.init not in (None, "content", "noise") else None
+    return describe_inputs(content=[args.content], style=style_paths, mask=args.masks, init=init) | weight_file_inputs(
+        weights=args.weights)
+
+
 class ScaleProgress:
     """One progress bar per scale (described by ``description``), and ``on_iteration`` after each step."""
 
     def __init__(self, *, quiet: bool, description: str = "optimising",
-                 on_iteration: Callable[[Progress], None] | None = None) -> None:
+                 on_iteration: Callable[[Progress], None] | None = None, print_every: int | None = None) -> None:
         self.quiet, self.description, self.on_iteration = quiet, description, on_iteration
+        self.print_every = print_every
         self.scale = 0
         self.bar: OptimizationProgress | None = None
 
@@ -241,7 +267,8 @@ class ScaleProgress:
             self.close()
             self.scale = progress.scale
             description = self.description + (f", scale {progress.scale}/{progress.scales}" if progress.scales > 1 else "")
-            self.bar = OptimizationProgress(quiet=self.quiet, description=description, on_iteration=self.on_iteration)
+            self.bar = OptimizationProgress(quiet=self.quiet, description=description, on_iteration=self.on_iteration,
+                                            print_every=self.print_every)
         self.bar(progress)
 
     def close(self) -> None:
@@ -264,10 +291,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", nargs="?", const="", metavar="PNG",
                         help="write a loss-curve PNG, a .png name (default name: OUTPUT_losses.png)")
     parser.add_argument("--keep-alpha", action="store_true", help="give the output the content image's transparency")
+    parser.add_argument("--temporal-weight", type=non_negative_float, default=DEFAULT_TEMPORAL_WEIGHT, metavar="W",
+                        help="a video's frames: weight of the temporal loss towards the previous result warped along "
+                        f"the optical flow (Ruder et al. 2016; default: {DEFAULT_TEMPORAL_WEIGHT:g}; 0: independent frames)")
+    parser.add_argument("--flow", choices=FLOW_PRESETS, default="medium",
+                        help="a video's DIS optical flow preset (default: medium)")
     parser.set_defaults(run=run)
 
 
+def run_video(args: argparse.Namespace) -> int:
+    """A video content: every frame optimised in turn, held to the previous one (docs/video.md)."""
+    from ..video import check_video_output, optimize_video
+
+    content = Path(args.content)
+    style_paths = expand_inputs(args.styles, what="style")
+    output = Path(args.output) if args.output else Path(f"{content.stem}_{style_paths[0].stem}.mp4")
+    check_video_output(output, inputs=(content, *style_paths, *(args.masks or [])))
+    if args.resume or args.save_every or args.plot is not None or args.keep_alpha:
+        raise SettingsError("--resume, --save-every, --plot and --keep-alpha are for images: a video resumes by itself")
+    keywords = transfer_keywords(args, style_paths)
+    styles = keywords.pop("style")
+    names = [path.name for path in style_paths]
+    metadata = {"content": content.name, "style": names[0] if len(names) == 1 else names}
+    with VideoBars(content.name, quiet=args.quiet) as bars:
+        result = optimize_video(content, output, styles, temporal_weight=args.temporal_weight, flow_preset=args.flow,
+                                metadata=metadata, progress=bars, **keywords)
+    reused = f"; reused {result.reused_frames} frames optimised before" if result.reused_frames else ""
+    info(f"wrote {output}: {result.frames} frames at {float(result.fps):.3g} fps, flicker E_warp "
+         f"{result.warping_error:.5f}{reused}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if Path(args.content).suffix.lower() in VIDEO_SUFFIXES:
+        return run_video(args)
     output = Path(args.output) if args.output else Path(f"{Path(args.content).stem}_{Path(args.styles[0]).stem}.png")
     check_output_path(output)
     state_path = output.with_suffix(".state.pt")
@@ -301,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         nonlocal saved_state
         saved_state = True
 
-    bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate)
+    bar = ScaleProgress(quiet=args.quiet, on_iteration=save_intermediate, print_every=args.print_every)
     try:
         result = optimize(content, callback=bar, resume=checkpoint, **keywords)
     finally:
@@ -310,9 +367,12 @@ def run(args: argparse.Namespace) -> int:
         info(result.weights_note)
     image = merge_alpha(result.image, alpha)
     styles = [path.name for path in style_paths]
-    metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles}
+    metadata = {**result.metadata(), "content": Path(args.content).name, "style": styles[0] if len(styles) == 1 else styles,
+                "inputs": recorded_inputs(args, style_paths)}
     if args.masks:
         metadata["masks"] = [Path(path).name for path in args.masks]
+    if alpha is not None:
+        metadata["keep_alpha"] = True
     save_image(image, output, metadata=metadata)
     info(f"wrote {output} ({image.width}x{image.height}, weights {result.weights}, seed {result.seed})")
     if any(result.tile_sizes):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
 from ..device import DEVICE_CHOICES
 from ..errors import PainterlyError
+from ..weights import REGISTRY, is_registry_name
 from .common import add_subcommand, info, positive_int
 
 EXAMPLES = """\
@@ -13,6 +16,7 @@ EXAMPLES = """\
   painterly serve --port 8080 --max-size 512
   painterly serve --host 0.0.0.0      # reachable from the network: anyone there can use it
   PAINTERLY_OFFLINE=1 painterly serve # never download weights; random ones when not cached
+  painterly serve --encoder random --decoder runs/quick/decoder.pth   # AdaIN with a decoder you trained
 the API is described at /api/openapi.json"""
 
 
@@ -30,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weights", default="auto",
         help="optimisation's encoder weights, as for 'painterly optimize' (default: auto)",
     )
+    parser.add_argument("--encoder", default="auto",
+                        help="AdaIN's encoder, as for 'painterly stylize': adain, vgg19-normalised, random, bundled or a "
+                        "VGG-19 file (default: auto, the decoder's partner)")
+    parser.add_argument("--decoder", default="auto",
+                        help="AdaIN's decoder: adain (the released one), bundled, or a decoder file, e.g. one painterly "
+                        "train wrote (default: auto, adain when cached or downloadable, else bundled)")
     parser.add_argument("--max-size", type=positive_int, default=1024, help="largest output side in pixels (default: 1024)")
     parser.add_argument("--max-iterations", type=positive_int, default=1000, help="most optimisation iterations (default: 1000)")
     parser.add_argument("--max-upload-mb", type=positive_int, default=25, help="largest upload per job in MB (default: 25)")
@@ -55,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     # On loopback, refuse other Host headers: a web page elsewhere cannot reach the studio
     # through a DNS name rebound to 127.0.0.1.
     allowed_hosts = [*LOOPBACK_NAMES, args.host] if loopback else None
-    app = create_app(device=args.device, weights=args.weights, limits=limits, allowed_hosts=allowed_hosts)
+    for role, spec in (("encoder", args.encoder), ("decoder", args.decoder)):
+        if spec != "auto" and not is_registry_name(spec) and not Path(spec).expanduser().is_file():
+            raise PainterlyError(f"--{role} {spec}: no such file, and not one of {', '.join(REGISTRY)}")
+    app = create_app(device=args.device, weights=args.weights, encoder=args.encoder, decoder=args.decoder,
+                     limits=limits, allowed_hosts=allowed_hosts)
     server = StudioServer(app, host=args.host, port=args.port)
     if not loopback:
         info(f"warning: listening on {args.host}: anyone who can reach this machine can use the studio (no authentication)")

@@ -12,8 +12,8 @@ from tqdm import tqdm
 from ..device import DEVICE_CHOICES
 from ..errors import Cancelled, SettingsError
 from ..files import check_writes
-from ..training import RECIPE_SOURCES, RECIPES, TrainProgress, train
-from .common import SEED_HELP, add_subcommand, info, non_negative_float, positive_int, seed
+from ..training import RECIPE_SOURCES, RECIPES, TrainProgress, TrainStart, train
+from .common import SEED_HELP, add_print_every_argument, add_subcommand, info, line_interval, non_negative_float, positive_int, seed
 
 EXAMPLES = """\
   painterly train --content-dir coco/ --style-dir wikiart/ -o runs/adain       # the reference recipe
@@ -59,7 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--val-images", type=positive_int, help="held-out images scored at each monitor step (16)")
     group.add_argument("--amp", action="store_true", default=None, help="mixed precision: fp16 with loss scaling on GPUs, bf16 on CPUs")
     group.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory layout (faster convolutions on recent GPUs)")
+    group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                       help="TensorBoard logs in RUN_DIR/tensorboard (default: when tensorboard is installed; "
+                       "asked for and not installed, the run says so)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_print_every_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -70,18 +74,35 @@ RUN_SUBFOLDERS = ("monitor", "checkpoints", "tensorboard")
 
 SETTINGS = ("lr", "lr_decay", "batch_size", "image_size", "crop_size", "content_weight", "style_weight", "iterations",
             "workers", "seed", "encoder", "encoder_seed", "device", "checkpoint_every", "keep", "monitor_every",
-            "log_every", "val_fraction", "val_images", "amp", "channels_last")
+            "log_every", "val_fraction", "val_images", "amp", "channels_last", "tensorboard")
+
+
+def start_summary(start: TrainStart) -> None:
+    """The lines a run starts with: what it found, held out and left out, and where it runs."""
+    held_out = f" ({start.held_out_content} and {start.held_out_style} held out for validation)" \
+        if start.held_out_content or start.held_out_style else ""
+    info(f"training on {start.content_images} content and {start.style_images} style images{held_out}; "
+         f"{start.not_images} other files left out (not images by their ending)"
+         + (f"; {start.unreadable} unreadable samples skipped so far" if start.unreadable else ""))
+    info(f"iterations {start.iteration} to {start.iterations}, encoder {start.encoder}, on {start.device}")
+    for note in start.notes:
+        info(f"note: {note}")
 
 
 class TrainingBar:
-    """The iteration bar with the losses; skipped files and validation losses as lines above it."""
+    """The iteration bar with the losses; skipped files and validation losses as lines above it.
+    Without a terminal (or with --print-every) a line every N iterations instead of the bar."""
 
-    def __init__(self, *, quiet: bool) -> None:
+    def __init__(self, *, quiet: bool, print_every: int | None = None) -> None:
         self.quiet = quiet
         self.bar: tqdm | None = None
+        self.interval = line_interval(print_every)
 
     def __call__(self, progress: TrainProgress) -> None:
         if self.quiet:
+            return
+        if self.interval is not None:
+            self._line(progress)
             return
         if self.bar is None:
             self.bar = tqdm(total=progress.iterations, initial=progress.iteration - 1, desc="training", unit="it",
@@ -96,6 +117,16 @@ class TrainingBar:
             postfix["skipped"] = str(progress.skipped)
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
+
+    def _line(self, progress: TrainProgress) -> None:
+        for skipped in progress.new_skipped:
+            info(f"skipped {skipped.path}: {skipped.reason}")
+        if progress.validation:
+            info(f"iteration {progress.iteration}: " + ", ".join(f"{k} {v:.4g}" for k, v in progress.validation.items()))
+        if progress.iteration % self.interval == 0 or progress.iteration == progress.iterations:
+            losses = ", ".join(f"{k} {v:.4g}" for k, v in progress.losses.items())
+            info(f"training: iteration {progress.iteration}/{progress.iterations}: {losses}, lr {progress.lr:.3g}"
+                 + (f", {progress.skipped} skipped" if progress.skipped else ""))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -113,12 +144,12 @@ def run(args: argparse.Namespace) -> int:
     inputs = [path for path in (args.content_dir, args.style_dir, args.encoder) if path]
     check_writes([Path(run_dir) / name for name in RUN_FILES], inputs, folders=[Path(run_dir) / name for name in RUN_SUBFOLDERS])
     main_process = int(os.environ.get("RANK", "0")) == 0
-    bar = TrainingBar(quiet=args.quiet or not main_process)
+    bar = TrainingBar(quiet=args.quiet or not main_process, print_every=args.print_every)
     settings = {name: getattr(args, name) for name in SETTINGS}
     note = info if main_process else None
     try:
         result = train(content_dir=args.content_dir, style_dir=args.style_dir, run_dir=run_dir, recipe=args.recipe or "adain",
-                       resume=bool(args.resume), callback=bar, note=note, **settings)
+                       resume=bool(args.resume), callback=bar, on_start=start_summary, note=note, **settings)
     except Cancelled as stopped:
         bar.close()
         if main_process:

@@ -23,6 +23,7 @@ import socket
 import threading
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from PIL import Image
@@ -44,6 +45,7 @@ from ..gatys import DEFAULT_PRESET, PRESETS, get_preset
 from ..losses import normalized_weights
 from ..images import MIN_SIZE, check_min_side, check_size, load_image, resize_longer_side
 from ..weights import BUNDLED_DECODER_PATH, REGISTRY, is_cached, is_registry_name, load_weights
+from ..reproduce import describe_input
 from ..color import PRESERVE_COLOR_CHOICES
 from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
@@ -121,23 +123,44 @@ def bundled_examples() -> dict[str, bytes]:
     return {name[: -len(".jpg")]: item.read_bytes() for name, item in files}
 
 
-def methods_available() -> dict[str, dict[str, Any]]:
-    """Each method with whether it can run now, and why not."""
-    released, bundled = is_cached("adain"), BUNDLED_DECODER_PATH.is_file()
-    if released:
-        reason = None
-    elif bundled:
-        reason = "the released AdaIN weights are not cached: painterly's bundled decoder for random weights paints instead"
+#: The form fields a job may have; anything else is refused (a misspelt setting must not be ignored).
+FORM_FIELDS = ("content", "style", "method", "size", "iterations", "alpha", "preserve_color", "style_weights",
+               "preset", "init", "seed", "tv_weight")
+
+
+def weights_ready(spec: str) -> bool:
+    """A weight file that exists, ``random``, ``bundled`` when shipped, or a registry name whose
+    files are cached."""
+    if spec == "bundled":
+        return BUNDLED_DECODER_PATH.is_file()
+    if is_registry_name(spec):
+        return is_cached(spec)
+    return Path(spec).expanduser().is_file()
+
+
+def methods_available(*, encoder: str = "auto", decoder: str = "auto") -> dict[str, dict[str, Any]]:
+    """Each method with whether it can run now, and why not (AdaIN: ``encoder`` and ``decoder``
+    as ``painterly serve --encoder/--decoder`` name them; ``auto`` as for painterly stylize)."""
+    if encoder == decoder == "auto":
+        released, bundled = is_cached("adain"), BUNDLED_DECODER_PATH.is_file()
+        available, weights = released or bundled, "adain" if released else "bundled" if bundled else None
+        if released:
+            reason = None
+        elif bundled:
+            reason = "the released AdaIN weights are not cached: painterly's bundled decoder for random weights paints instead"
+        else:
+            reason = "neither the released AdaIN weights nor the bundled decoder are installed: run painterly stylize once"
     else:
-        reason = "neither the released AdaIN weights nor the bundled decoder are installed: run painterly stylize once"
+        missing = [spec for spec in dict.fromkeys((encoder, decoder)) if spec != "auto" and not weights_ready(spec)]
+        available, weights = not missing, f"{encoder} + {decoder}"
+        reason = None
+        if missing:
+            reason = f"the AdaIN weights {' and '.join(missing)} are not cached or not found: " + (
+                "run painterly stylize once to download them" if set(missing) <= {"adain", "vgg19-normalised"}
+                else "give existing files to painterly serve --encoder/--decoder")
     return {
         "optimize": {"available": True, "label": "Optimisation (Gatys et al.)", "reason": None},
-        "stylize": {
-            "available": released or bundled,
-            "label": "AdaIN (fast)",
-            "weights": "adain" if released else "bundled" if bundled else None,
-            "reason": reason,
-        },
+        "stylize": {"available": available, "label": "AdaIN (fast)", "weights": weights, "reason": reason},
     }
 
 
@@ -222,13 +245,17 @@ def create_app(
     *,
     device: str = "auto",
     weights: str = "auto",
+    encoder: str = "auto",
+    decoder: str = "auto",
     limits: Limits = Limits(),
     allowed_hosts: Sequence[str] | None = None,
 ) -> Starlette:
     """The studio as an ASGI app; its job queue starts and stops with the app's lifespan.
 
     ``weights`` is what optimisation uses, as ``painterly optimize --weights`` (``auto``: the
-    preset's pretrained weights if cached or downloadable, else seeded random ones).
+    preset's pretrained weights if cached or downloadable, else seeded random ones);
+    ``encoder`` and ``decoder`` are AdaIN's, as ``painterly stylize`` takes them (a trained
+    decoder file with ``random`` or a VGG-19 file works offline).
     ``allowed_hosts`` restricts the Host header (a guard against DNS rebinding when serving
     on loopback); None allows any.
     """
@@ -243,6 +270,8 @@ def create_app(
         app.state.queue = JobQueue(
             device=resolved_device,
             weights=weights,
+            encoder=encoder,
+            decoder=decoder,
             queue_size=limits.queue_size,
             max_jobs=limits.max_jobs,
             job_ttl=limits.job_ttl,
@@ -264,11 +293,13 @@ def create_app(
                 "version": __version__,
                 "device": str(resolved_device),
                 "weights": weights,
-                "methods": methods_available(),
+                "adain_weights": {"encoder": encoder, "decoder": decoder},
+                "methods": methods_available(encoder=encoder, decoder=decoder),
                 "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers,
                                             "max_decode_pixels": limits.max_decode_pixels},
                 "defaults": limits.defaults(),
                 "presets": list(PRESETS),
+                "preset_tv_weights": {name: preset.tv_weight for name, preset in PRESETS.items()},
                 "examples": [example_entry(name) for name in examples],
             }
         )
@@ -291,7 +322,8 @@ def create_app(
             form = await read_form(request, limits)
             try:
                 decoding = Decoding(slots=decodes, max_pixels=limits.max_decode_pixels, flavour=flavour)
-                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples, decoding=decoding))
+                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples, decoding=decoding,
+                                                             adain=methods_available(encoder=encoder, decoder=decoder)))
             finally:
                 await form.close()
         except RequestTooLarge as problem:
@@ -408,18 +440,24 @@ class Decoding:
     flavour: str = "torchvision"
 
 
-async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes], decoding: Decoding | None = None) -> JobRequest:
+async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes], decoding: Decoding | None = None,
+                    adain: dict[str, dict[str, Any]] | None = None) -> JobRequest:
     """Validate the form (:class:`SettingsError`, :class:`ImageError`) into a job request.
 
     ``content`` and each ``style`` are an uploaded file or the name of a bundled example.
-    Images too small or too thin for the method at this size are refused here, at submit.
+    Images too small or too thin for the method at this size are refused here, at submit. A
+    field not in :data:`FORM_FIELDS` is refused. ``adain``: :func:`methods_available`'s answer.
     """
+    unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+    if unknown:
+        raise SettingsError(f"unknown form field {', '.join(repr(name[:40]) for name in unknown[:5])}: "
+                            f"the studio takes {', '.join(FORM_FIELDS)}")
     decoding = decoding or Decoding(slots=asyncio.Semaphore(DECODE_SLOTS), max_pixels=limits.max_decode_pixels)
     defaults = limits.defaults()
     method = text_field(form, "method") or defaults["method"]
     if method not in METHODS:
         raise SettingsError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    availability = methods_available()[method]
+    availability = (adain or methods_available())[method]
     if not availability["available"]:
         raise SettingsError(f"method {method!r} is not available: {availability['reason']}")
     size = int_field(form, "size", defaults, low=MIN_SIZE, high=limits.max_size)
@@ -431,6 +469,9 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         raise SettingsError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}, got {preserve_color[:40]!r}")
     preset = text_field(form, "preset") or defaults["preset"]
     get_preset(preset)
+    tv_weight = None  # the preset's
+    if text_field(form, "tv_weight") is not None:
+        tv_weight = float_field(form, "tv_weight", defaults, low=0.0, high=1e12)
     init = text_field(form, "init") or defaults["init"]
     if init not in ("content", "noise"):
         raise SettingsError(f"unknown init {init!r}: choose content or noise")
@@ -455,16 +496,17 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
     else:
         settings = get_preset(preset)
         min_side = smallest_input_side(flavour=decoding.flavour, last_layer=deepest_layer(settings.content_layers + settings.style_layers))
-    content, content_name = await read_image(contents[0], "content", examples, working_size(method, "content", size),
+    content, content_name, content_entry = await read_image(contents[0], "content", examples, working_size(method, "content", size),
                                              decoding=decoding, min_side=min_side)
     style_size = working_size(method, "style", size)
     loaded = [await read_image(style, "style", examples, style_size, decoding=decoding, min_side=min_side) for style in styles]
     return JobRequest(
+        inputs={"content": [content_entry], "style": [entry for _, _, entry in loaded]},
         method=method,
         content=content,
-        styles=tuple(image for image, _ in loaded),
+        styles=tuple(image for image, _, _ in loaded),
         content_name=content_name,
-        style_names=tuple(name for _, name in loaded),
+        style_names=tuple(name for _, name, _ in loaded),
         size=size,
         iterations=iterations,
         alpha=alpha,
@@ -473,13 +515,14 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         preset=preset,
         init=init,
         seed=seed,
+        tv_weight=tv_weight,
     )
 
 
 async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int, *,
-                     decoding: Decoding, min_side: int = 1) -> tuple[Image.Image, str]:
+                     decoding: Decoding, min_side: int = 1) -> tuple[Image.Image, str, dict[str, str]]:
     """Decode an uploaded file, or a bundled example by name, at ``size`` pixels on its longer
-    side: ``(image, name for metadata)``. At most ``decoding.slots`` decodes run at once; a
+    side: ``(image, name for metadata, the input as recorded for painterly reproduce)``. At most ``decoding.slots`` decodes run at once; a
     header declaring more than ``decoding.max_pixels`` is refused, and an image whose shorter
     side would fall under ``min_side`` at ``size`` too."""
     if isinstance(item, str):
@@ -496,7 +539,7 @@ async def read_image(item: UploadFile | str, field: str, examples: dict[str, byt
         except ImageError as problem:
             raise ImageError(f"{field} file {label!r} refused: {problem}") from None
         check_min_side(image.size, size, min_side=min_side, what=f"{field} file {label!r}")
-        return await run_in_threadpool(resize_longer_side, image, size), label
+        return await run_in_threadpool(resize_longer_side, image, size), label, describe_input(data, name=label)
 
 
 def text_field(form: FormData, name: str) -> str | None:

@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from ..errors import Cancelled, PainterlyError
-from ..gatys import Progress, optimize
+from ..gatys import Progress, get_preset, optimize
+from ..weights import choose_weights
 from ..images import save_image, tensor_to_image
 
 logger = logging.getLogger(__name__)
@@ -58,13 +59,17 @@ class JobRequest:
     preset: str
     init: str
     seed: int
+    tv_weight: float | None = None  # None: the preset's
+    #: Each input's name, SHA-256 and example name, as outputs record them (:mod:`painterly.reproduce`).
+    inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict, compare=False)
 
     def settings(self) -> dict[str, Any]:
         """The settings as the status reports them (the method's own ones only)."""
         common = {"size": self.size, "preserve_color": self.preserve_color, "style_weights": self.style_weights}
         if self.method == "stylize":
             return {**common, "alpha": self.alpha}
-        return {**common, "iterations": self.iterations, "preset": self.preset, "init": self.init, "seed": self.seed}
+        return {**common, "iterations": self.iterations, "preset": self.preset, "init": self.init, "seed": self.seed,
+                "tv_weight": self.tv_weight if self.tv_weight is not None else get_preset(self.preset).tv_weight}
 
 
 @dataclass
@@ -125,6 +130,8 @@ class JobQueue:
         *,
         device: str | torch.device = "cpu",
         weights: str = "auto",
+        encoder: str = "auto",
+        decoder: str = "auto",
         workers: int = 1,
         queue_size: int = 4,
         max_jobs: int = 50,
@@ -132,6 +139,7 @@ class JobQueue:
     ) -> None:
         self.device = device
         self.weights = weights
+        self.encoder, self.decoder = encoder, decoder
         self.workers = workers
         self.queue_size = queue_size
         self.max_jobs = max_jobs
@@ -286,6 +294,11 @@ class JobQueue:
 
         self._check_cancelled(job)
         job.note = "loading weights"
+        # Resolved here, not inside optimize, so the status names the weights from the start.
+        spec, fallback = choose_weights(self.weights, preferred=get_preset(request.preset).weights, progress=on_download)
+        with self._lock:
+            job.weights = f"random(seed={request.seed})" if spec == "random" else str(spec)
+            job.note = fallback or "loading weights"
         result = optimize(
             request.content,
             list(request.styles),
@@ -293,7 +306,8 @@ class JobQueue:
             preserve_color=request.preserve_color,
             size=request.size,
             iterations=request.iterations,
-            weights=self.weights,
+            tv_weight=request.tv_weight,
+            weights=spec,
             style_weights=request.style_weights,
             init=request.init,
             seed=request.seed,
@@ -302,11 +316,11 @@ class JobQueue:
             download_progress=on_download,
         )
         with self._lock:
-            job.weights, job.note = result.weights, result.weights_note
+            job.weights, job.note = result.weights, fallback
         return result.image, {**result.metadata(), **self._names(request)}
 
     def _stylize(self, job: Job) -> tuple[Image.Image, dict[str, Any]]:
-        from ..adain import stylize  # loads nothing until an AdaIN job comes
+        from ..adain import load_model, stylize  # loads nothing until an AdaIN job comes
 
         request = job.request
 
@@ -317,6 +331,9 @@ class JobQueue:
 
         self._check_cancelled(job)
         job.note = "loading weights"
+        model = load_model(encoder=self.encoder, decoder=self.decoder, seed=request.seed, device=self.device)
+        with self._lock:  # the status names the weights before the image is painted
+            job.weights = f"{model.encoder_label} + {model.decoder_label}"
         result = stylize(
             request.content,
             list(request.styles),
@@ -324,16 +341,18 @@ class JobQueue:
             style_weights=request.style_weights,
             preserve_color=request.preserve_color,
             content_size=request.size,
-            device=self.device,
+            seed=request.seed,
+            model=model,
             callback=on_tile,
         )
         with self._lock:
-            job.weights, job.note = f"{result.settings['encoder']} + {result.settings['decoder']}", result.weights_note
+            job.note = model.weights_note
         return result.image, {**result.metadata(), **self._names(request)}
 
     @staticmethod
     def _names(request: JobRequest) -> dict[str, Any]:
-        return {"content": request.content_name, "style": list(request.style_names)}
+        return {"content": request.content_name, "style": list(request.style_names), "inputs": request.inputs,
+                "painterly.source": "studio"}
 
     @staticmethod
     def _check_cancelled(job: Job) -> None:

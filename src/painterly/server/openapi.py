@@ -56,8 +56,12 @@ def openapi_document(*, limits: "Limits", defaults: dict[str, Any], examples: li
             "style_weights": {"type": "string", "description": "blend weights, one per style, e.g. '3 7' (normalised)"},
             "preset": {"type": "string", "default": defaults["preset"], "description": "optimize only: see GET /api/info"},
             "init": {"type": "string", "enum": ["content", "noise"], "default": defaults["init"], "description": "optimize only"},
-            "seed": {"type": "integer", "minimum": 0, "default": defaults["seed"], "description": "optimize only"},
+            "seed": {"type": "integer", "minimum": 0, "default": defaults["seed"],
+                     "description": "optimize's seed; stylize's for random encoder weights"},
+            "tv_weight": {"type": "number", "minimum": 0,
+                          "description": "optimize only: total-variation (smoothing) weight (default: the preset's)"},
         },
+        "additionalProperties": False,
     }
     return {
         "openapi": "3.1.0",
@@ -87,7 +91,7 @@ def openapi_document(*, limits: "Limits", defaults: dict[str, Any], examples: li
                         "202": {"description": "queued; poll its status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
                         "400": _error("a file that is not an image, one whose header declares more than "
                                       f"{limits.max_decode_pixels} pixels, one too small or thin for the method, "
-                                      "an unknown example, or a setting out of range"),
+                                      "an unknown example, an unknown field, or a setting out of range"),
                         "403": _error("sent by another site's page (an Origin not the studio's, or Sec-Fetch-Site cross-site)"),
                         "413": _error(f"the request is over {limits.max_upload_bytes} bytes"),
                         "429": _error("the queue is full: retry after the Retry-After header's seconds"),
