@@ -118,12 +118,25 @@ def test_plan_rejects_bad_requests(bad: dict) -> None:
         plan_memory("pix2pix", height=5, width=5, budget_bytes=GiB)
 
 
-def test_plan_drops_the_gatys_scales_that_do_not_fit() -> None:
-    layers = ("relu4_2", "relu5_1")
-    budget = performance.gatys_memory(1024, 1024, layers=layers) + 1
-    plan = plan_memory("gatys", height=2048, width=2048, sizes=(256, 512, 1024, 2048), layers=layers, budget_bytes=budget)
-    assert plan.sizes == (256, 512, 1024)
-    assert not plan.fits
+def test_plan_tiles_the_gatys_scales_that_do_not_fit_instead_of_refusing() -> None:
+    layers, adam = ("relu4_2", "relu5_1"), dict(optimizer="adam")
+    budget = performance.gatys_memory(1024, 1024, layers=layers, **adam) + 1
+    plan = plan_memory("gatys", height=2048, width=2048, sizes=(256, 512, 1024, 2048), layers=layers, budget_bytes=budget, **adam)
+    assert plan.sizes == (256, 512, 1024, 2048) and not plan.fits
+    assert plan.tiles[:3] == (None, None, None) and plan.tiles[3] == plan.tile
+    assert 176 <= plan.tile < 2048 and (plan.tile - 176) % 16 == 0  # a 80 px halo around whole strides of 16
+    assert performance.gatys_memory(2048, 2048, layers=layers, tile_size=plan.tile, **adam) <= budget
+    assert performance.gatys_memory(2048, 2048, layers=layers, tile_size=plan.tile + 16, **adam) > budget  # the largest
+    # Tiled, the network's share stays that of a tile; only the image-sized tensors grow with the image.
+    one_tile = performance.gatys_memory(512, 512, layers=layers, **adam)
+    small, large = (performance.gatys_memory(side, side, layers=layers, tile_size=512, **adam) for side in (2048, 4096))
+    assert small < performance.gatys_memory(2048, 2048, layers=layers, **adam) / 4
+    assert large - small < 3 * (small - one_tile) + one_tile
+    fixed = plan_memory("gatys", height=2048, width=2048, layers=layers, budget_bytes=budget, tile=True, tile_size=256, **adam)
+    assert fixed.tiles == (256,)
+    assert plan_memory("gatys", height=200, width=300, layers=layers, budget_bytes=budget, tile=True).tiles == (None,)
+    with pytest.raises(SettingsError, match=r"in one pass needs about .* allow tiles \(--tile\)"):
+        plan_memory("gatys", height=2048, width=2048, layers=layers, budget_bytes=budget, tile=False, **adam)
 
 
 def test_plan_refuses_a_gatys_size_that_cannot_fit_and_names_one_that_does() -> None:

@@ -47,6 +47,7 @@ from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import PainterlyError, SettingsError
 from .files import load_torch, save_torch
+from .gatys_tiles import content_features_in_tiles, grams_in_tiles, minimum_tile, tiled_losses
 from .images import MIN_SIZE, check_min_side, check_size, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import (
     channel_mean_std,
@@ -382,6 +383,8 @@ class GatysObjective:
     style, the content's size; Gram and mean-std only) each style has its own term, weighted by
     w_k: the output's statistics inside the style's region (the mask shrunk to each layer by
     area averaging) against those of the whole style image (Gatys et al. 2017).
+    With ``tile_size`` (Gram matrices only) the targets are computed tile by tile
+    (:mod:`painterly.gatys_tiles`).
     """
 
     def __init__(
@@ -394,8 +397,10 @@ class GatysObjective:
         style_weights: Sequence[float] | None = None,
         masks: Sequence[torch.Tensor] | None = None,
         seed: int = 0,
+        tile_size: int | None = None,
     ) -> None:
         self.encoder = encoder
+        self.tile_size = tile_size
         self.settings = settings
         self.pixel_scale = pixel_scale(settings, content)
         self.layers = tuple(dict.fromkeys(settings.content_layers + settings.style_layers))
@@ -420,8 +425,12 @@ class GatysObjective:
                 # features then have a root mean square of 1 on it.
                 raw = self.encoder(content, self.layers)
                 self.calibration = {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
-            features = self._features(content)
-            self.positions = {layer: features[layer].shape[-2] * features[layer].shape[-1] for layer in self.style_layers}
+            if tile_size is None:
+                features = self._features(content)
+                shapes = {layer: features[layer].shape[-2:] for layer in self.layers}
+            else:
+                features, shapes = content_features_in_tiles(self, content, tile_size=tile_size)
+            self.positions = {layer: shapes[layer][0] * shapes[layer][1] for layer in self.style_layers}
             self.projections = {}
             if settings.style_loss == "sliced-wasserstein":
                 self.projections = {
@@ -430,13 +439,13 @@ class GatysObjective:
                     for index, layer in enumerate(self.style_layers)
                 }
             self.content_targets = {layer: features[layer] for layer in settings.content_layers}
-            targets = [self._targets(self._features(style)) for style in styles]
+            targets = [self._style_targets(style) for style in styles]
             if masks is None:
                 blended = {layer: sum(w * t[layer] for w, t in zip(blend, targets)) for layer in self.style_layers}
                 self.style_terms.append((1.0, blended, None))
             else:
                 for weight, target, mask in zip(blend, targets, masks):
-                    shrunk = {layer: F.adaptive_avg_pool2d(mask, features[layer].shape[-2:]) for layer in self.style_layers}
+                    shrunk = {layer: F.adaptive_avg_pool2d(mask, shapes[layer]) for layer in self.style_layers}
                     self.style_terms.append((weight, target, shrunk))
             #: Each style layer's term is divided by this (1 unless calibrated).
             self.style_norms = {layer: 1.0 for layer in self.style_layers}
@@ -466,6 +475,12 @@ class GatysObjective:
         if s.style_loss == "mean-std":
             return torch.stack(channel_mean_std(features) if mask is None else masked_channel_mean_std(features, mask))
         return sorted_projections(features, self.projections.get(layer))
+
+    def _style_targets(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A style image's target statistics at every style layer (Grams tile by tile with tiles)."""
+        if self.tile_size is not None:
+            return grams_in_tiles(self, style, tile_size=self.tile_size)
+        return self._targets(self._features(style))
 
     def _targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.autocast(next(iter(features.values())).device.type, enabled=False):  # statistics in float32
@@ -630,6 +645,7 @@ def optimize_image(
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
     temporal: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+    tile_size: int | None = None,
 ) -> GatysResult:
     """Run Gatys transfer at one scale on tensors (1, 3, H, W) in [0, 1]; styles may have other sizes.
 
@@ -642,6 +658,8 @@ def optimize_image(
     The callback sees every iteration and may raise :class:`painterly.errors.Cancelled`.
     ``temporal`` (target, mask, weight) adds weight x :func:`painterly.losses.temporal_loss`
     (video: the previous frame's result warped onto this one, Ruder et al. 2016).
+    ``tile_size``: compute each iteration in tiles of at most that side (:mod:`painterly.gatys_tiles`),
+    the same loss and gradient as one pass up to rounding, in the memory of a tile.
     """
     if not styles:
         raise SettingsError("at least one style image is needed")
@@ -649,7 +667,8 @@ def optimize_image(
         raise SettingsError(f"init image shape {tuple(init_image.shape)} differs from the content's {tuple(content.shape)}")
     torch.manual_seed(seed)
     with speed.running(content.device, grad=True):
-        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks, seed=seed)
+        objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks, seed=seed,
+                                   tile_size=tile_size)
     if resume is not None:
         start, done = resume["pixels"].to(content), int(resume["iteration"])
         if start.shape != content.shape:
@@ -678,13 +697,19 @@ def optimize_image(
             if settings.clamp == "closure":  # as the PyTorch tutorial, before every evaluation
                 clamp_pixels(pixels, scale)
             optimizer.zero_grad()
-            with speed.running(pixels.device, grad=True):
-                losses = objective(pixels)
+            if tile_size is not None:  # statistics over the tiles, then each tile's gradient
+                losses = tiled_losses(objective, pixels, tile_size=tile_size, speed=speed)
+            else:
+                with speed.running(pixels.device, grad=True):
+                    losses = objective(pixels)
             if temporal is not None:
                 target, mask, weight = temporal
                 losses["temporal"] = weight * temporal_loss(pixels / settings.pixel_scale, target, mask)
                 losses["total"] = losses["total"] + losses["temporal"]
-            losses["total"].backward()
+            if tile_size is None:
+                losses["total"].backward()
+            elif temporal is not None:  # the tiles' gradient is in pixels.grad already
+                losses["temporal"].backward()
             if not reported:  # the losses at the start of this iteration
                 reported.update({key: value.detach() for key, value in losses.items()})
             return losses["total"]
@@ -791,6 +816,20 @@ def _check_resumable(settings: GatysSettings, checkpoint: Mapping[str, Any]) -> 
         raise SettingsError(f"the checkpoint is at scale {checkpoint['scale']} of a run with {settings.scales} scales")
 
 
+def _check_tileable(settings: GatysSettings) -> None:
+    """Tiles compute Gram matrices exactly (:mod:`painterly.gatys_tiles`); refuse what they do not cover."""
+    unsupported = [name for name, used in (
+        (f"style_loss {settings.style_loss}", settings.style_loss != "gram"),
+        ("calibrate_layers", settings.calibrate_layers),
+        ("style_layer_weights", bool(settings.style_layer_weights)),
+        ("normalize_gradients", settings.normalize_gradients),
+    ) if used]
+    if unsupported:
+        raise SettingsError(f"this run needs tiles (or --tile was given), and tiled optimisation does not support "
+                            f"{', '.join(unsupported)} yet: use a smaller --size, --no-tile with more memory, "
+                            "or --style-loss gram --profile none")
+
+
 def _check_masks(masks: Sequence[Image.Image] | None, content: Image.Image, count: int) -> list[Image.Image] | None:
     if masks is None:
         return None
@@ -821,6 +860,8 @@ class OptimizationResult:
     preset: str | None = None
     #: The settings profile applied (:mod:`painterly.profiles`), None for the preset's own values.
     profile: str | None = None
+    #: The tile window at each scale, coarse to fine (None: that scale ran in one pass).
+    tile_sizes: list[int | None] = field(default_factory=list)
 
     def metadata(self) -> dict[str, Any]:
         """Settings, seed, weights and profile, for the PNG's text chunks (read back whole by
@@ -834,6 +875,7 @@ class OptimizationResult:
             "weights": self.weights,
             "precision": self.precision,
             "profile": self.profile,
+            "tile_sizes": self.tile_sizes,
         }
 
 
@@ -857,6 +899,9 @@ def optimize(
     callback: ProgressCallback | None = None,
     download_progress: DownloadProgress | None = None,
     temporal: tuple[Image.Image, Image.Image, float] | None = None,
+    tile: bool | str = "auto",
+    tile_size: int | None = None,
+    max_memory: float | None = None,
     **overrides: Any,
 ) -> OptimizationResult:
     """Repaint ``content`` in the style of ``style`` (one image or several) by optimisation.
@@ -896,6 +941,12 @@ def optimize(
     * ``temporal``: (target, mask, weight) for video, the previous frame's result warped onto
       this one, the mask of where that is trusted ("L", white) and the weight of Ruder et al.'s
       short-term temporal loss; both are resized to every scale (:func:`painterly.video.optimize_video`).
+    * ``tile``: compute iterations in tiles (:mod:`painterly.gatys_tiles`; the same loss and
+      gradient as one pass, up to rounding, in the memory of a tile window of ``tile_size``
+      pixels): ``auto`` (default) where one pass would not fit in ``max_memory`` GiB (default:
+      90% of the device's free memory), True wherever the image is larger than one tile, False
+      never. Coarse scales that fit run in one pass; ``tile_sizes`` in the result records each
+      scale's tile.
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
     explicit = {"size": size, "iterations": iterations, **overrides}
@@ -925,9 +976,18 @@ def optimize(
         check_size(round(settings.style_scale * scale_size), what=f"style size (style_scale {settings.style_scale} x {scale_size} px)")
     layer = deepest_layer(settings.content_layers + settings.style_layers)
     output_size = resize_longer_side(content, sizes[-1]).size
-    # Refuse what cannot fit before loading weights, rather than dying out of memory midway.
-    plan_memory("gatys", height=output_size[1], width=output_size[0], device=device,
-                layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer)
+    if max_memory is not None and not (max_memory > 0 and math.isfinite(max_memory)):
+        raise SettingsError(f"max_memory must be a positive number of GiB, got {max_memory}")
+    if tile_size is not None and tile_size < minimum_tile(settings.content_layers + settings.style_layers):
+        raise SettingsError(f"tile_size {tile_size} is too small for layer {layer}: at least "
+                            f"{minimum_tile(settings.content_layers + settings.style_layers)} px (a halo on each side)")
+    # Tile the scales that would not fit, or refuse before loading weights, rather than dying
+    # out of memory midway.
+    plan = plan_memory("gatys", height=output_size[1], width=output_size[0], device=device, sizes=sizes,
+                       layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer,
+                       tile=tile, tile_size=tile_size, budget_bytes=None if max_memory is None else int(max_memory * 2**30))
+    if any(plan.tiles):
+        _check_tileable(settings)
     encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress,
                                   pooling=settings.pooling)
     _check_sides(content, styles, sizes, settings.style_scale, smallest_input_side(flavour=encoder.flavour, last_layer=layer))
@@ -995,6 +1055,7 @@ def optimize(
             speed=speed,
             callback=report,
             temporal=scale_temporal,
+            tile_size=plan.tiles[scale - 1],
         )
         image = result.image
     output = restore_colors(image, content_tensor, settings.preserve_color)
@@ -1002,4 +1063,4 @@ def optimize(
         output = keep_luminance(output, content_tensor)
     preset_name = preset if not settings_given and checkpoint is None else None
     return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision,
-                              preset_name, profile_name)
+                              preset_name, profile_name, list(plan.tiles))

@@ -11,8 +11,8 @@ Speed options (each kept because ``painterly bench`` measured a gain; benchmarks
 
 Layer shapes: every activation of the VGG-19 encoder and the AdaIN decoder follows from the input's
 height and width, so FLOPs (2 per multiply-add, convolutions only: docs/recipes.md) and memory can
-be counted before anything runs. :func:`plan_memory` uses them to choose AdaIN tiles or Gatys
-scales that fit, or refuses with a :class:`SettingsError`, instead of dying out of memory.
+be counted before anything runs. :func:`plan_memory` uses them to choose AdaIN or Gatys tiles
+that fit, or refuses with a :class:`SettingsError`, instead of dying out of memory.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from torch import nn
 
 from .encoder import LAYER_NAMES, deepest_layer
 from .errors import SettingsError
+from .gatys_tiles import DEFAULT_GATYS_TILE, minimum_tile, receptive_field
 from .weights import VGG19_CONV_CHANNELS, VGG19_CONV_NAMES
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -302,13 +303,23 @@ def adain_memory(height: int, width: int, *, batch: int = 1, precision: str = "f
 
 
 def gatys_memory(height: int, width: int, *, layers: Sequence[str], optimizer: str = "lbfgs",
-                 lbfgs_history: int = 100) -> int:
+                 lbfgs_history: int = 100, tile_size: int | None = None) -> int:
     """Estimated peak bytes of a Gatys run at (H, W) in float32.
 
     Autograd keeps every convolution's (padded) input and every ReLU's output for the backward
     pass, and max pooling its int64 indices; L-BFGS keeps ``lbfgs_history`` pairs of image-sized
-    vectors, which it fills over the first iterations.
+    vectors, which it fills over the first iterations. With ``tile_size``
+    (:mod:`painterly.gatys_tiles`) the network runs on one tile window at a time; what stays
+    whole is the optimiser's image-sized state, the gradient, the content and style images, the
+    output and the deepest layer's content targets.
     """
+    pixels = 3 * height * width * 4
+    states = {"lbfgs": 2 * lbfgs_history + 4, "adam": 3, "sgd": 1}[optimizer]
+    if tile_size is not None and tile_size < max(height, width):
+        window = gatys_memory(min(tile_size, height), min(tile_size, width), layers=layers, optimizer="sgd",
+                              lbfgs_history=0)
+        targets = encoder_layers(height, width, last_layer=deepest_layer(layers), ceil_mode=False)[-1].elements * 4
+        return window + int(OVERHEAD * ((states + 4) * pixels + targets))
     shapes = encoder_layers(height, width, last_layer=deepest_layer(layers), ceil_mode=False)
     saved, previous = 0, 3 * height * width
     for layer in shapes:
@@ -320,8 +331,6 @@ def gatys_memory(height: int, width: int, *, layers: Sequence[str], optimizer: s
             saved += layer.elements * 8
         previous = layer.elements
     largest = max(layer.elements for layer in shapes)
-    pixels = 3 * height * width * 4
-    states = {"lbfgs": 2 * lbfgs_history + 4, "adam": 3, "sgd": 1}[optimizer]
     tensors = saved + 3 * largest * 4 + states * pixels
     return int(OVERHEAD * tensors) + _weights_bytes(shapes)
 
@@ -347,8 +356,8 @@ def available_memory(device: torch.device) -> int:
 class MemoryPlan:
     """What :func:`plan_memory` decided.
 
-    ``tile``: AdaIN tile side in pixels (None: the whole image fits). ``sizes``: Gatys scales,
-    coarse to fine, that fit (the finest ones dropped when they do not).
+    ``tile``: tile side in pixels for the (finest) image (None: one pass). ``sizes``: Gatys
+    scales, coarse to fine, and ``tiles`` the tile window at each (None: one pass).
     """
 
     method: str
@@ -357,6 +366,7 @@ class MemoryPlan:
     tile: int | None = None
     tile_estimate_bytes: int | None = None
     sizes: tuple[int, ...] = ()
+    tiles: tuple[int | None, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -386,13 +396,17 @@ def plan_memory(
     layers: Sequence[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"),
     optimizer: str = "lbfgs",
     sizes: Sequence[int] | None = None,
+    tile: bool | str = "auto",
+    tile_size: int | None = None,
 ) -> MemoryPlan:
     """Estimate a request's memory before running it, and choose how to run it within budget.
 
     ``method`` ``adain``: if ``batch`` (H, W) images do not fit, the largest square tile (a
     multiple of 64, at least 128) that does; ``style_size`` is the style image's (H, W).
     ``method`` ``gatys``: ``sizes`` are the longer sides of a coarse-to-fine run ending at
-    (H, W) (default: just that size); the finest sizes that do not fit are dropped.
+    (H, W) (default: just that size); ``tiles`` gets one tile window per size, None where one
+    pass runs (``tile``: True, False or ``auto``, tiles only where one pass does not fit; see
+    :func:`_gatys_tile`), so coarse scales run in one pass and only large ones tile.
     Raises :class:`SettingsError`, naming the memory needed and available, when nothing fits.
     ``budget_bytes`` defaults to 90% of the device's free memory.
     """
@@ -428,31 +442,75 @@ def plan_memory(
         ladder = tuple(sizes) if sizes else (max(height, width),)
         if list(ladder) != sorted(ladder) or ladder[-1] != max(height, width):
             raise SettingsError("Gatys sizes must rise and end at the output's longer side")
-
-        def estimate_at(side: int) -> int:
-            scale = side / max(height, width)
-            h, w = max(1, round(height * scale)), max(1, round(width * scale))
-            return gatys_memory(h, w, layers=layers, optimizer=optimizer)
-
-        needed = estimate_at(ladder[-1])
-        kept = tuple(side for side in ladder if estimate_at(side) <= budget)
-        if not kept or kept[0] != ladder[0]:
-            largest = _largest_gatys_side(height, width, layers, optimizer, budget)
-            hint = f"the largest size that fits is about {largest} px" if largest else "no size fits"
-            raise SettingsError(
-                f"optimising a {width}x{height} image needs about {_gib(needed)} but {_gib(budget)} "
-                f"is free: {hint}; lower --size"
-            )
-        return MemoryPlan(method, needed, budget, sizes=kept)
+        if tile not in (True, False, "auto"):
+            raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
+        tiles = tuple(
+            _gatys_tile(*_scaled(height, width, side), layers=layers, optimizer=optimizer, budget=budget,
+                        tile=tile, tile_size=tile_size)
+            for side in ladder
+        )
+        needed = gatys_memory(height, width, layers=layers, optimizer=optimizer)
+        tile_bytes = None if tiles[-1] is None else gatys_memory(height, width, layers=layers, optimizer=optimizer,
+                                                                 tile_size=tiles[-1])
+        return MemoryPlan(method, needed, budget, tile=tiles[-1], tile_estimate_bytes=tile_bytes, sizes=ladder, tiles=tiles)
     raise SettingsError(f"unknown method {method!r}: choose adain or gatys")
 
 
-def _largest_gatys_side(height: int, width: int, layers: Sequence[str], optimizer: str, budget: int) -> int:
-    """The longest side (a multiple of 16) at which a Gatys run of this aspect ratio fits."""
+def _scaled(height: int, width: int, side: int) -> tuple[int, int]:
+    scale = side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _gatys_tile(height: int, width: int, *, layers: Sequence[str], optimizer: str, budget: int,
+                tile: bool | str, tile_size: int | None) -> int | None:
+    """The tile window for a Gatys run at (H, W) (None: one pass), or :class:`SettingsError`.
+
+    ``tile`` False: one pass, refused when it does not fit. True: tiles of ``tile_size``
+    (default :data:`DEFAULT_GATYS_TILE`, or the largest that fits below it). ``auto``: one pass
+    when it fits, else tiles of ``tile_size`` or the largest that fit. An image within one tile
+    runs in one pass: a single tile is one pass.
+    """
+    one_pass = gatys_memory(height, width, layers=layers, optimizer=optimizer)
+    if tile is False or (tile == "auto" and one_pass <= budget):
+        if one_pass > budget:
+            raise SettingsError(
+                f"optimising a {width}x{height} image in one pass needs about {_gib(one_pass)} but "
+                f"{_gib(budget)} is free: allow tiles (--tile) or lower --size"
+            )
+        return None
+    # Windows of a halo on each side of a whole number of strides waste nothing.
+    stride, halo = receptive_field(layers)
+    smallest = minimum_tile(layers)
+    if tile_size is not None:
+        candidates = [tile_size]
+    else:
+        ceiling = DEFAULT_GATYS_TILE if tile is True else min(max(height, width), 8192)
+        candidates = list(range(smallest + (ceiling - smallest) // stride * stride, smallest - 1, -stride)) or [smallest]
+    for candidate in candidates:
+        if candidate >= max(height, width):
+            if one_pass <= budget:
+                return None
+            continue
+        if gatys_memory(height, width, layers=layers, optimizer=optimizer, tile_size=candidate) <= budget:
+            return candidate
+    largest = _largest_gatys_side(height, width, layers, optimizer, budget, tile_size or smallest)
+    hint = f"the largest size that fits is about {largest} px" if largest else "no size fits"
+    raise SettingsError(
+        f"optimising a {width}x{height} image needs about {_gib(one_pass)} in one pass, and "
+        f"{_gib(gatys_memory(height, width, layers=layers, optimizer=optimizer, tile_size=candidates[-1]))} "
+        f"in tiles of {candidates[-1]} px (the {optimizer} state alone grows with the image), but {_gib(budget)} "
+        f"is free: {hint}; lower --size" + (" or use --optimizer adam" if optimizer == "lbfgs" else "")
+    )
+
+
+def _largest_gatys_side(height: int, width: int, layers: Sequence[str], optimizer: str, budget: int,
+                        tile_size: int | None = None) -> int:
+    """The longest side (a multiple of 16) at which a Gatys run of this aspect ratio fits,
+    in tiles of ``tile_size`` when given."""
     longer, best = max(height, width), 0
     for side in range(16, longer + 1, 16):
-        h, w = max(1, round(height * side / longer)), max(1, round(width * side / longer))
-        if gatys_memory(h, w, layers=layers, optimizer=optimizer) > budget:
+        h, w = _scaled(height, width, side)
+        if gatys_memory(h, w, layers=layers, optimizer=optimizer, tile_size=tile_size) > budget:
             break
         best = side
     return best

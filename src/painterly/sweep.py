@@ -128,6 +128,9 @@ def sweep(
     decoder: str | os.PathLike = "auto",
     callback: CellProgress | None = None,
     download_progress: Callable[[int, int | None], None] | None = None,
+    tile: bool | str = "auto",
+    tile_size: int | None = None,
+    max_memory: float | None = None,
     **overrides: Any,
 ) -> SweepResult:
     """A contact sheet: ``param`` (name, values) across the columns, ``param2`` down the rows.
@@ -136,7 +139,8 @@ def sweep(
     ``overrides`` applied, as :func:`painterly.optimize` takes them; each cell changes only its
     swept values. Cells swept in ``alpha`` are AdaIN's (``encoder``, ``decoder``), at the
     base size for content and style (``auto``: as for :func:`painterly.stylize`); alpha is
-    swept with nothing else.
+    swept with nothing else. ``tile``, ``tile_size`` and ``max_memory`` tile the optimisation
+    cells as :func:`painterly.optimize` does.
     """
     (name, values), (row_name, row_values) = param, param2 if param2 is not None else (None, [None])
     check_parameter(name, values)
@@ -166,7 +170,8 @@ def sweep(
         result = optimize(content, styles, settings=base, weights=weights, style_weights=style_weights, masks=masks,
                           init_image=init_image, seed=seed, device=device, speed=speed,
                           callback=None if callback is None else lambda p, n=number, l=label: callback(n, l, p),
-                          download_progress=download_progress, **varied)
+                          download_progress=download_progress, tile=tile, tile_size=tile_size,
+                          max_memory=max_memory, **varied)
         label_used, precision = result.weights, result.precision
         cells[row].append(result.image)
     sheet = contact_sheet(

@@ -23,6 +23,7 @@ from ..gatys import (
     optimize,
     save_checkpoint,
 )
+from ..gatys_tiles import DEFAULT_GATYS_TILE
 from ..images import (
     check_output_path,
     load_image,
@@ -70,6 +71,7 @@ EXAMPLES = """\
   painterly optimize photo.jpg starry_night.jpg -o out.png --save-every 100     # writes out.state.pt
   painterly optimize photo.jpg starry_night.jpg -o out.png --resume out.state.pt --iterations 2000
   painterly optimize photo.jpg starry_night.jpg -o out.png --precision bfloat16   # faster steps, slower descent
+  painterly optimize photo.jpg starry_night.jpg -o big.png --size 3000 --optimizer adam --tile --tile-size 768
   painterly optimize photo.jpg starry_night.jpg -o out.png --preset d2l --lr-decay none --clamp step
   painterly optimize photo.jpg starry_night.jpg -o out.png --normalize-gradients --lbfgs-history 50 --print-every 25
   painterly reproduce out.png -o again.png                         # the same pixels, from out.png's metadata
@@ -188,6 +190,14 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         "preset's values always. Flags given always win; the output's metadata records the profile")
     add_speed_arguments(parser, default_precision=GATYS_SPEED.precision,
                         why="bfloat16 gradients slow L-BFGS's progress per step")
+    parser.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
+                        help="compute each iteration tile by tile: the same result as one pass (up to rounding) "
+                        "in the memory of a tile (default: only the scales whose one pass would not fit)")
+    parser.add_argument("--tile-size", type=positive_int, metavar="N",
+                        help=f"tile window in pixels, halo included (default: the largest that fits, at most "
+                        f"{DEFAULT_GATYS_TILE} with --tile; at least 176 for relu5_1)")
+    parser.add_argument("--max-memory", type=positive_float, metavar="GIB",
+                        help="memory budget in GiB that decides tiling (default: 90%% of the device's free memory)")
     add_runtime_arguments(parser)
     add_print_every_argument(parser)
 
@@ -195,7 +205,7 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
 def transfer_inputs(args: argparse.Namespace, style_paths: list[Path]) -> list[str | Path]:
     """Every file a transfer reads: content, styles, masks, an init image, a weight file."""
     inputs: list[str | Path] = [args.content, *style_paths, *(args.masks or [])]
-    if args.init not in (None, "content", "noise"):
+    if args.init not in (None, *INIT_CHOICES):
         inputs.append(args.init)
     if Path(args.weights).is_file():
         inputs.append(args.weights)
@@ -256,12 +266,15 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
         "calibrate_layers": args.calibrate_layers,
         "pooling": args.pooling,
         "profile": args.profile,
+        "tile": "auto" if args.tile is None else args.tile,
+        "tile_size": args.tile_size,
+        "max_memory": args.max_memory,
     }
 
 
 def recorded_inputs(args: argparse.Namespace, style_paths: list[Path]) -> dict[str, list[dict[str, str]]]:
     """The files of :func:`add_transfer_arguments` as recorded in an output: path, name, SHA-256."""
-    init = [args.init] if args.init not in (None, "content", "noise") else None
+    init = [args.init] if args.init not in (None, *INIT_CHOICES) else None
     return describe_inputs(content=[args.content], style=style_paths, mask=args.masks, init=init) | weight_file_inputs(
         weights=args.weights)
 
@@ -389,6 +402,9 @@ def run(args: argparse.Namespace) -> int:
         metadata["keep_alpha"] = True
     save_image(image, output, metadata=metadata)
     info(f"wrote {output} ({image.width}x{image.height}, weights {result.weights}, seed {result.seed})")
+    if any(result.tile_sizes):
+        info("tiles: " + ", ".join(f"{size} px" if size else "one pass" for size in result.tile_sizes)
+             + (" (scales coarse to fine)" if len(result.tile_sizes) > 1 else ""))
     if saved_state:
         info(f"wrote {state_path} (continue with --resume {state_path})")
     if plot_path is not None:
