@@ -21,6 +21,8 @@ from .gatys import DEFAULT_PRESET, GatysSettings, Progress, get_preset, optimize
 from .losses import normalized_weights
 from .performance import GATYS_SPEED, SpeedSettings, resolve_precision
 from .device import resolve_device
+from .profiles import profile_changes, resolve_profile
+from .weights import choose_weights
 
 #: The settings a sweep can vary, and how their values are read.
 SWEEP_PARAMETERS = {
@@ -131,6 +133,7 @@ def sweep(
     tile: bool | str = "auto",
     tile_size: int | None = None,
     max_memory: float | None = None,
+    profile: str = "auto",
     **overrides: Any,
 ) -> SweepResult:
     """A contact sheet: ``param`` (name, values) across the columns, ``param2`` down the rows.
@@ -140,7 +143,8 @@ def sweep(
     swept values. Cells swept in ``alpha`` are AdaIN's (``encoder``, ``decoder``), at the
     base size for content and style (``auto``: as for :func:`painterly.stylize`); alpha is
     swept with nothing else. ``tile``, ``tile_size`` and ``max_memory`` tile the optimisation
-    cells as :func:`painterly.optimize` does.
+    cells as :func:`painterly.optimize` does; ``profile`` (for a preset, not for ``settings``)
+    applies the random-features profile to the base as :func:`painterly.optimize` would.
     """
     (name, values), (row_name, row_values) = param, param2 if param2 is not None else (None, [None])
     check_parameter(name, values)
@@ -151,7 +155,11 @@ def sweep(
     if "alpha" in (name, row_name) and param2 is not None:
         other = row_name if name == "alpha" else name
         raise SettingsError(f"alpha is AdaIN's and {other} optimisation's: sweep alpha with nothing else")
-    base = (settings if settings is not None else get_preset(preset)).updated(size=size, iterations=iterations, **overrides)
+    explicit = {"size": size, "iterations": iterations, **overrides}
+    base = (settings if settings is not None else get_preset(preset)).updated(**explicit)
+    if settings is None:  # every cell then runs the same, profiled, base (as one optimize would)
+        spec, _ = choose_weights(weights, preferred=base.weights, progress=download_progress)
+        base = base.updated(**profile_changes(resolve_profile(profile, spec), explicit)).updated(**explicit)
     styles = [style] if isinstance(style, Image.Image) else list(style)
     blend = normalized_weights(style_weights, len(styles))
     label_used, precision = str(weights), resolve_precision(speed.precision, resolve_device(device))
