@@ -192,7 +192,7 @@ REGISTRY: dict[str, WeightSet] = {
 #: package (half precision) so that AdaIN runs with nothing downloaded. docs/offline-decoder.md
 #: says how it was trained and on what; ``tools/offline_decoder.py`` rebuilds it.
 BUNDLED_DECODER_PATH = Path(__file__).parent / "bundled" / "decoder-random0.pth"
-BUNDLED_DECODER_SHA256 = "9640ec518f81d0e21ef383a643266cbd1b03462f14198cc5ed0271bb357c39b0"
+BUNDLED_DECODER_SHA256 = "789a6e0c624a9e4ec900a53ee6d3a0cbfa4f450dc5670e3e077ea55f1031bfa8"
 BUNDLED_ENCODER_SEED = 0
 
 
