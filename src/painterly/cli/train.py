@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -77,16 +78,19 @@ SETTINGS = ("lr", "lr_decay", "batch_size", "image_size", "crop_size", "content_
             "log_every", "val_fraction", "val_images", "amp", "channels_last", "tensorboard")
 
 
-def start_summary(start: TrainStart) -> None:
-    """The lines a run starts with: what it found, held out and left out, and where it runs."""
+def start_summary(start: TrainStart, *, quiet: bool = False) -> None:
+    """The lines a run starts with: what it found, held out and left out, and where it runs
+    (with ``quiet``, only the notes, which say something went differently than asked)."""
+    for note in start.notes:
+        info(f"note: {note}")
+    if quiet:
+        return
     held_out = f" ({start.held_out_content} and {start.held_out_style} held out for validation)" \
         if start.held_out_content or start.held_out_style else ""
     info(f"training on {start.content_images} content and {start.style_images} style images{held_out}; "
          f"{start.not_images} other files left out (not images by their ending)"
          + (f"; {start.unreadable} unreadable samples skipped so far" if start.unreadable else ""))
     info(f"iterations {start.iteration} to {start.iterations}, encoder {start.encoder}, on {start.device}")
-    for note in start.notes:
-        info(f"note: {note}")
 
 
 class TrainingBar:
@@ -149,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     note = info if main_process else None
     try:
         result = train(content_dir=args.content_dir, style_dir=args.style_dir, run_dir=run_dir, recipe=args.recipe or "adain",
-                       resume=bool(args.resume), callback=bar, on_start=start_summary, note=note, **settings)
+                       resume=bool(args.resume), callback=bar, on_start=partial(start_summary, quiet=args.quiet), note=note, **settings)
     except Cancelled as stopped:
         bar.close()
         if main_process:
