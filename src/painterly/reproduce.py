@@ -223,24 +223,32 @@ def _reduce_to(metadata: dict[str, Any], found: dict[str, list[Path]], size: int
     return None if metadata.get("painterly.source") == "studio" or found.get("mask") else size
 
 
+def _gatys_keywords(metadata: dict[str, Any], found: dict[str, list[Path]], settings: GatysSettings, *,
+                    device: Any) -> dict[str, Any]:
+    """The keywords an optimisation (or a sweep of them) was run with, read back from its output."""
+    init = _images(found, "init")
+    return {
+        "settings": settings,
+        "preset": metadata.get("preset") or "gatys2016",
+        "weights": _weights_spec(metadata["weights"], "weights", found),
+        "style_weights": metadata.get("style_weights") or None,
+        "masks": _images(found, "mask"),
+        "init_image": init[0] if init else None,
+        "seed": int(metadata["seed"]),
+        "device": device,
+        "speed": replace(GATYS_SPEED, precision=metadata.get("precision", GATYS_SPEED.precision)),
+    }
+
+
 def _optimize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: Any, callback: Any) -> Image.Image:
     keep_alpha = bool(metadata.get("keep_alpha"))
     settings = GatysSettings.from_dict(metadata)
     content, alpha = split_alpha(load_image(found["content"][0], keep_alpha=keep_alpha,
                                             reduce_to=_reduce_to(metadata, found, settings.size)))
-    init = _images(found, "init")
     studio = metadata.get("painterly.source") == "studio"
     result = optimize(
         content, _images(found, "style", None if studio else round(settings.size * settings.style_scale)),
-        settings=settings,
-        preset=metadata.get("preset") or "gatys2016",
-        weights=_weights_spec(metadata["weights"], "weights", found),
-        style_weights=metadata.get("style_weights") or None,
-        masks=_images(found, "mask"),
-        init_image=init[0] if init else None,
-        seed=int(metadata["seed"]),
-        device=device,
-        speed=replace(GATYS_SPEED, precision=metadata.get("precision", GATYS_SPEED.precision)),
+        **_gatys_keywords(metadata, found, settings, device=device),
         callback=callback,
     )
     return merge_alpha(result.image, alpha)
@@ -274,9 +282,7 @@ def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: 
 
 
 def _sweep(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: Any, callback: Any) -> Image.Image:
-    init = _images(found, "init")
     rows = metadata.get("rows")
-    precision = metadata.get("precision", GATYS_SPEED.precision)
     encoder, decoder = _adain_specs(metadata, found)
     settings = GatysSettings.from_dict(metadata)
     scales = [value for key, values in (metadata["columns"], rows or ("", [])) if key == "style_scale" for value in values]
@@ -285,17 +291,9 @@ def _sweep(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: An
         _images(found, "style", round(settings.size * max([settings.style_scale, *scales]))),
         param=tuple(metadata["columns"]),
         param2=tuple(rows) if rows else None,
-        settings=settings,
-        preset=metadata.get("preset") or "gatys2016",
         size=None,
         iterations=None,
-        weights=_weights_spec(metadata["weights"], "weights", found),
-        style_weights=metadata.get("style_weights") or None,
-        masks=_images(found, "mask"),
-        init_image=init[0] if init else None,
-        seed=int(metadata["seed"]),
-        device=device,
-        speed=replace(GATYS_SPEED, precision=precision),
+        **_gatys_keywords(metadata, found, settings, device=device),
         encoder=encoder,
         decoder=decoder,
         callback=None if callback is None else lambda number, label, progress: callback(progress),
