@@ -18,7 +18,7 @@ from painterly.gatys import (
 from painterly.images import image_to_tensor
 from painterly.losses import normalized_weights
 from painterly.losses import gram_matrix
-from painterly.performance import SpeedSettings
+from painterly.speed import SpeedSettings
 
 from conftest import make_scene, make_stripes
 

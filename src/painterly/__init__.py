@@ -4,8 +4,8 @@ from .adain import AdaINModel, StylizeResult, stylize, stylize_batch
 from .errors import Cancelled, ImageError, NonFiniteLossError, PainterlyError, SettingsError, WeightsError
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
-from .performance import SpeedSettings
 from .reproduce import InputMismatch, Reproduction, reproduce
+from .speed import SpeedSettings
 from .sweep import SweepResult, sweep
 from .temporal import warping_error
 from .training import TrainConfig, TrainResult, train

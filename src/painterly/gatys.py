@@ -64,8 +64,9 @@ from .losses import (
     temporal_loss,
     total_variation_loss,
 )
-from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
+from .memory import plan_memory
 from .profiles import profile_changes, resolve_profile
+from .speed import GATYS_SPEED, SpeedSettings, resolve_precision
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
