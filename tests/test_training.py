@@ -22,7 +22,7 @@ import painterly
 from painterly import training
 from painterly.adain import build_decoder
 from painterly.cli import main as cli_main
-from painterly.errors import Cancelled, PainterlyError, SettingsError
+from painterly.errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
 from painterly.training import RECIPES, TrainConfig, read_losses, train
 from painterly.weights import load_weights
 
@@ -162,7 +162,7 @@ def test_a_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoin
         return loss * float("nan") if len(calls) == 5 else loss
 
     monkeypatch.setattr(training, "content_loss", content_loss_that_explodes)
-    with pytest.raises(PainterlyError, match=r"became nan at iteration 5.*ckpt_0000004\.pt.*lower --lr"):
+    with pytest.raises(NonFiniteLossError, match=r"became nan at iteration 5.*ckpt_0000004\.pt.*lower --lr"):
         train(content_dir=content, style_dir=style, run_dir=tmp_path / "run", iterations=10, checkpoint_every=2, keep=5, **TINY)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["ckpt_0000002.pt", "ckpt_0000004.pt"]
     kept = torch.load(tmp_path / "run" / "checkpoints" / "ckpt_0000004.pt", weights_only=True)
