@@ -99,7 +99,9 @@ class PeakMemory:
 _M_MMAP_THRESHOLD = -3
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device``: CUDA runs asynchronously, so a clock read before
+    this would time only the launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -121,10 +123,10 @@ def time_calls(calls: dict[str, Callable[[], Any]], *, device: torch.device, war
             call()
     for _ in range(repeats):
         for name, call in calls.items():
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             results[name] = call()
-            _sync(device)
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: (statistics.median(times[name]), peaks[name], results[name]) for name in calls}
 
@@ -144,10 +146,10 @@ def matmul_gflops(device: torch.device, precision: str, *, size: int = MATMUL_SI
         a @ b
     fastest = math.inf
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        _sync(device)
+        synchronize(device)
         fastest = min(fastest, time.perf_counter() - start)
     return 2 * size**3 / fastest / 1e9
 

@@ -49,7 +49,7 @@ from ..speed import ADAIN_SPEED, GATYS_SPEED, SpeedSettings, resolve_precision
 from ..training import decoder_losses
 from ..weights import NORMALISED_INDICES, TORCHVISION_INDICES, VGG19_CONV_CHANNELS, random_vgg19_state_dict
 from .flops import adain_flops, gatys_iteration_flops, training_step_flops
-from .measure import _sync, device_info, psnr, time_calls
+from .measure import device_info, psnr, synchronize, time_calls
 
 BenchCallback = Callable[[int, int, str], None]
 #: The variants others are compared with: the naive run, and for Gatys the frozen reference.
@@ -439,12 +439,12 @@ def bench_gatys_time_to_loss(config: BenchConfig, device: torch.device, report: 
     generator = torch.Generator().manual_seed(seed + 1)
     content_image, style_image = (tensor_to_image(torch.rand((1, 3, size, size), generator=generator)) for _ in range(2))
     content, style = image_to_tensor(content_image).to(device), image_to_tensor(style_image).to(device)
-    _sync(device)
+    synchronize(device)
     begin = time.perf_counter()
     run = _GatysRun(lambda loss=frozen_reference(settings, content, style, seed=seed): loss,
                     initial_image(content, settings, seed=seed), settings)
     losses = [run() for _ in range(iterations)]
-    _sync(device)
+    synchronize(device)
     target, seconds = losses[-1], time.perf_counter() - begin
     report.measurements.append(_measurement("gatys to loss", "frozen reference", size, 1, seconds, 0.0, "float32",
                                             final_loss=target))
@@ -455,7 +455,7 @@ def bench_gatys_time_to_loss(config: BenchConfig, device: torch.device, report: 
 
         def stop_at_target(progress: Progress) -> None:
             if progress.scale == progress.scales and progress.losses["total"] <= target:
-                _sync(device)
+                synchronize(device)
                 reached.update(seconds=time.perf_counter() - begin, loss=progress.losses["total"],
                                iteration=progress.iteration)
                 raise Cancelled("reached")
