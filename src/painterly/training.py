@@ -23,9 +23,8 @@ Where we depart from the recipes:
 A run is one phase per function: set up (:func:`_start_session`, :func:`_open_run_folder`), then
 ``while`` iterations remain: draw, step (:func:`_step`), monitor, log (:func:`_log`), checkpoint,
 and at the end :func:`_finish`. Where the run stands is one :class:`RunState`, saved whole in
-every checkpoint. Run under ``torchrun`` it trains with
-DistributedDataParallel (the decoder only; each rank draws its own shard of the files) and
-rank 0 alone writes files.
+every checkpoint. Run under ``torchrun`` it trains with DistributedDataParallel (the decoder
+only; each rank draws its own shard of the files) and rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -368,7 +367,7 @@ def train(
     ``checkpoints/ckpt_*.pt``, ``tensorboard/`` (when installed), and at the end
     ``decoder.pth`` (the released decoder's key layout), ``losses.png`` and ``summary.json``.
     Raises :class:`Cancelled` after saving a checkpoint when interrupted (SIGINT, SIGTERM, or a
-    callback raising Cancelled), :class:`PainterlyError` when the loss stops being finite.
+    callback raising Cancelled), :class:`NonFiniteLossError` when the loss stops being finite.
     A resume skips unreadable newest checkpoints (a torn file) for the newest good one and
     tells ``note`` (a line for the user) which.
     ``on_start`` receives a :class:`TrainStart` summary before the first iteration.
