@@ -4,6 +4,7 @@ peak memory and PSNR.
 Nothing that stylises imports this package: measurement stays out of the code it measures.
 """
 
+from .measure import GPU_PEAK_TFLOPS, PeakMemory, device_info, matmul_gflops, psnr, time_calls
 from .suite import (
     BASELINES,
     BenchCallback,
@@ -13,7 +14,6 @@ from .suite import (
     random_adain_networks,
     run_benchmark,
 )
-from .measure import GPU_PEAK_TFLOPS, PeakMemory, device_info, matmul_gflops, psnr, time_calls
 
 __all__ = [
     "BASELINES",

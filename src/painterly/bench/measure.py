@@ -1,4 +1,5 @@
-"""Measuring: peak memory, image agreement (PSNR) and a device's peak arithmetic rate."""
+"""Measuring: calls timed side by side, peak memory, image agreement (PSNR) and a device's peak
+arithmetic rate."""
 
 from __future__ import annotations
 
