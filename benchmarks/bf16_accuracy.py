@@ -15,11 +15,12 @@ import argparse
 import torch
 
 from painterly.adain import ADAIN_LAYER, adain
-from painterly.bench import _GatysRun, random_adain_networks
+from painterly.bench import psnr, random_adain_networks
+from painterly.bench.suite import _GatysRun
 from painterly.device import resolve_device
 from painterly.encoder import load_encoder
 from painterly.gatys import GatysObjective, get_preset, initial_image
-from painterly.performance import SpeedSettings, psnr
+from painterly.speed import SpeedSettings
 from painterly.weights import load_weights
 
 

@@ -5,7 +5,7 @@
     PYTHONPATH=src python benchmarks/gatys_tiles.py largest --budget-gib 21.6 --tile-size 512
 
 ``memory`` runs every (size, tile) pair in its own subprocess, so each peak is that run's alone:
-the resident-set high-water mark over one L-BFGS iteration (painterly.performance.PeakMemory;
+the resident-set high-water mark over one L-BFGS iteration (painterly.bench.PeakMemory;
 CUDA: the allocator's peak), after the targets are computed. Tile 0 is one pass. With
 ``--tiles N`` only the N tiles with the largest windows are computed (targets and iteration):
 memory does not build up from tile to tile (each tile's graph is freed after its backward pass,
@@ -28,11 +28,13 @@ import time
 import torch
 
 import painterly.gatys_tiles
+from painterly.bench import PeakMemory
 from painterly.device import resolve_device
 from painterly.encoder import load_encoder
 from painterly.gatys import GatysObjective, get_preset, make_optimizer
 from painterly.gatys_tiles import tiled_losses
-from painterly.performance import GATYS_SPEED, PeakMemory, _largest_gatys_side, gatys_memory, plan_memory
+from painterly.memory import _largest_gatys_side, gatys_memory, plan_memory
+from painterly.speed import GATYS_SPEED
 
 SETTINGS = get_preset("gatys2016")
 LAYERS = SETTINGS.content_layers + SETTINGS.style_layers

@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python benchmarks/memory_check.py [--sizes 128 256 512] [--device cpu]
 
-CPU peaks are the resident-set high-water mark (see painterly.performance.PeakMemory); the
+CPU peaks are the resident-set high-water mark (see painterly.bench.PeakMemory); the
 planner is right when every ratio estimate / measured stays above 1 and below about 3.
 """
 
@@ -13,11 +13,12 @@ import argparse
 import torch
 
 from painterly.adain import ADAIN_LAYER, adain
-from painterly.bench import random_adain_networks
+from painterly.bench import PeakMemory, random_adain_networks
 from painterly.device import resolve_device
 from painterly.encoder import load_encoder
 from painterly.gatys import GatysObjective, get_preset, make_optimizer
-from painterly.performance import PeakMemory, SpeedSettings, adain_memory, gatys_memory
+from painterly.memory import adain_memory, gatys_memory
+from painterly.speed import SpeedSettings
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ Photos are scikit-image's bundled sample photographs (chelsea, coffee, astronaut
 see its documentation for their licences); paintings are the bundled public-domain examples.
 
     python benchmarks/offline_quality.py --size 128 --variants demo profile -o /tmp/study
-    python benchmarks/offline_quality.py --size 256 --variants profile --pairs heldout -o /tmp/final
+    python benchmarks/offline_quality.py --size 256 --variants profile --pairs heldout --held-out DIR -o /tmp/final
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from skimage.feature import structure_tensor, structure_tensor_eigenvalues
 from skimage.filters import gabor_kernel
 
 IMAGES = Path(__file__).resolve().parents[1] / "src" / "painterly" / "examples"
-HELD_OUT = Path("/work/shared/images")  # en_campo_gris and contrast_of_forms: never tuned on
+#: Where paintings are looked for: the bundled examples, and the --held-out folder when given.
+PAINTING_FOLDERS = [IMAGES]
 
 PAIRS = {
     # photo, painting: the pairs the levers were tuned on
@@ -115,7 +116,7 @@ def load_photo(name: str) -> Image.Image:
 
 
 def load_painting(name: str) -> Image.Image:
-    for folder in (IMAGES, HELD_OUT):
+    for folder in PAINTING_FOLDERS:
         if (folder / name).exists():
             return Image.open(folder / name).convert("RGB")
     raise FileNotFoundError(name)
@@ -225,7 +226,11 @@ def main() -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="an extra variant named 'custom' from keywords (JSON values), e.g. style_loss='\"mean-std\"'")
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--held-out", type=Path, metavar="DIR",
+                        help="a folder holding the held-out paintings (en_campo_gris.jpg, contrast_of_forms.jpg), never tuned on")
     args = parser.parse_args()
+    if args.held_out:
+        PAINTING_FOLDERS.append(args.held_out)
     args.output.mkdir(parents=True, exist_ok=True)
     if args.set:
         VARIANTS["custom"] = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from painterly.adain import AdaINModel, stylize_batch  # noqa: E402
 from painterly.bench import random_adain_networks  # noqa: E402
 from painterly.device import resolve_device  # noqa: E402
-from painterly.performance import SpeedSettings  # noqa: E402
+from painterly.speed import SpeedSettings  # noqa: E402
 
 
 def images(count: int, size: int, seed: int) -> list[Image.Image]:

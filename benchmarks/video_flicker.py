@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from painterly.adain import AdaINModel, pad_to_multiple  # noqa: E402
 from painterly.images import image_to_tensor  # noqa: E402
 from painterly.losses import channel_mean_std  # noqa: E402
-from painterly.performance import SpeedSettings  # noqa: E402
+from painterly.speed import SpeedSettings  # noqa: E402
 from painterly.temporal import frame_pair_flow  # noqa: E402
 from painterly.video import _ffmpeg, read_frames, stylize_video  # noqa: E402
 

@@ -18,11 +18,12 @@ from painterly.adain import (
     stylize,
     stylize_batch,
 )
+from painterly.bench import psnr
 from painterly.color import match_color
 from painterly.encoder import load_encoder
 from painterly.errors import SettingsError, WeightsError
 from painterly.images import image_to_tensor, tensor_to_image
-from painterly.performance import SpeedSettings, psnr
+from painterly.speed import SpeedSettings
 from painterly.weights import cache_dir, layout_keys
 
 from conftest import make_scene, make_stripes
@@ -351,7 +352,7 @@ def test_compiled_model_gives_the_eager_result(float32_model, tmp_path):
 
 
 def test_compiling_without_a_compiler_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr("painterly.performance.shutil.which", lambda name: None)
+    monkeypatch.setattr("painterly.speed.shutil.which", lambda name: None)
     with pytest.raises(SettingsError, match="C\\+\\+ compiler"):
         AdaINModel.load(encoder="random", decoder=write_decoder(tmp_path / "decoder.pth"),
                         speed=SpeedSettings(compile=True))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from painterly import bench, performance
-from painterly.bench import BenchConfig, BenchReport, Measurement, run_benchmark, time_calls
+from painterly import memory
+from painterly.bench import BenchConfig, BenchReport, Measurement, measure, psnr, run_benchmark, suite, time_calls
 from painterly.cli import main
 from painterly.encoder import load_encoder
 from painterly.errors import PainterlyError, SettingsError
-from painterly.performance import SpeedSettings
+from painterly.speed import SpeedSettings
 
 from conftest import run_cli
 
@@ -26,7 +29,7 @@ def test_calls_take_turns_and_report_medians(monkeypatch: pytest.MonkeyPatch) ->
     order: list[str] = []
     # perf_counter at the start and end of each timed call: a takes 1, 3, 2 s; b 0.5 s each time.
     clock = iter([0, 1, 1, 1.5, 2, 5, 5, 5.5, 6, 8, 8, 8.5])
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
 
     def call(name: str):
         def run() -> str:
@@ -84,7 +87,7 @@ def test_gatys_variants_reach_the_naive_loss() -> None:
 
 def test_cases_that_cannot_fit_are_skipped_with_the_planner_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     # Room for the smallest seam-free tile (320 px) with cached statistics, not for the 512 px style.
-    monkeypatch.setattr(performance, "available_memory", lambda device: 200 * 2**20)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 200 * 2**20)
     report = run_benchmark(TINY.updated(sections=("adain",), adain_sizes=(512,)), device="cpu")
     encoded, cached = report.measurements  # the naive row of each case, marked skipped
     # Tiles cut the content, not the style: only with cached statistics do they help.
@@ -138,15 +141,15 @@ def test_cli_writes_a_table_and_json(tmp_path: Path) -> None:
 
 
 def test_a_given_peak_wins_over_measuring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench, "matmul_gflops", lambda *args, **kwargs: pytest.fail("measured a peak it was given"))
-    info = bench.device_info(torch.device("cpu"), peak_gflops=123.0)
+    monkeypatch.setattr(measure, "matmul_gflops", lambda *args, **kwargs: pytest.fail("measured a peak it was given"))
+    info = measure.device_info(torch.device("cpu"), peak_gflops=123.0)
     assert info["peak_gflops"]["float32"] == 123.0 and info["peak_source"] == "given"
 
 
 def test_matmul_peak_is_the_fastest_run_at_two_flops_per_multiply_add(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.75])  # runs of 0.5, 0.25 and 0.75 s
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
-    gflops = bench.matmul_gflops(torch.device("cpu"), "float32", size=64, repeats=3)
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+    gflops = measure.matmul_gflops(torch.device("cpu"), "float32", size=64, repeats=3)
     assert gflops == pytest.approx(2 * 64**3 / 0.25 / 1e9)
 
 
@@ -161,7 +164,7 @@ def test_json_where_no_file_can_be_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_gatys_time_to_loss_targets_the_frozen_references_loss() -> None:
     report = BenchReport({}, {})
-    bench.bench_gatys_time_to_loss(TINY.updated(gatys_time_to_loss=2), torch.device("cpu"), report, lambda case: None)
+    suite.bench_gatys_time_to_loss(TINY.updated(gatys_time_to_loss=2), torch.device("cpu"), report, lambda case: None)
     rows = {m.variant: m for m in report.measurements if m.case == "gatys to loss"}
     assert set(rows) == {"frozen reference", "painterly", "painterly coarse-to-fine"}
     target = rows["frozen reference"].final_loss
@@ -183,3 +186,18 @@ def test_bfloat16_networks_keep_grams_and_losses_in_float32() -> None:
         losses = objective(256.0 * image.clone().requires_grad_(True))
     assert all(gram.dtype == torch.float32 for gram in objective.style_terms[0][1].values())
     assert all(value.dtype == torch.float32 for value in losses.values())
+
+
+def test_psnr() -> None:
+    reference = torch.linspace(0, 1, 10_000)
+    assert psnr(reference, reference) == math.inf
+    noisy = reference + 0.01 * torch.where(torch.arange(10_000) % 2 == 0, 1.0, -1.0)
+    assert psnr(reference, noisy) == pytest.approx(40.0, abs=0.01)  # MSE 1e-4, peak 1
+    with pytest.raises(ValueError):
+        psnr(reference, reference[:5])
+
+
+def test_stylising_does_not_import_the_measuring_code() -> None:
+    code = "import sys, painterly.gatys, painterly.adain; print('painterly.bench' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -5,7 +5,7 @@ from PIL import Image
 from painterly import gatys
 from painterly.color import color_statistics, rgb_to_ycbcr
 from painterly.encoder import load_encoder
-from painterly.errors import Cancelled, PainterlyError, SettingsError
+from painterly.errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
 from painterly.gatys import (
     PRESETS,
     GatysSettings,
@@ -18,7 +18,7 @@ from painterly.gatys import (
 from painterly.images import image_to_tensor
 from painterly.losses import normalized_weights
 from painterly.losses import gram_matrix
-from painterly.performance import SpeedSettings
+from painterly.speed import SpeedSettings
 
 from conftest import make_scene, make_stripes
 
@@ -107,6 +107,15 @@ def test_seed_reproduces_and_callback_can_cancel():
     with pytest.raises(Cancelled):
         optimize_image(content, [style], encoder=encoder, settings=settings.updated(iterations=10), callback=stop_after_two)
     assert seen == [(1, 10, {"content", "style", "tv", "total"}), (2, 10, {"content", "style", "tv", "total"})]
+
+
+def test_a_loss_that_is_not_finite_stops_with_the_error_training_raises_too():
+    content, style = image_to_tensor(make_scene(32, 32)), image_to_tensor(make_stripes(32, 32))
+    content[..., 0, 0] = float("nan")  # the content targets, and so the loss, are NaN
+    encoder, _ = load_encoder("random", last_layer="relu3_1", seed=0)
+    settings = GatysSettings(content_layers=("relu3_1",), style_layers=("relu1_1",), iterations=3, init="noise")
+    with pytest.raises(NonFiniteLossError, match="the loss became nan at iteration 1"):
+        optimize_image(content, [style], encoder=encoder, settings=settings)
 
 
 @pytest.mark.parametrize("name", ["keras", "d2l", "tf-blog"])

@@ -29,7 +29,8 @@ from painterly.gatys_tiles import (
 )
 from painterly.images import read_metadata
 from painterly.losses import mean_std_style_loss
-from painterly.performance import GATYS_SPEED, gatys_memory
+from painterly.memory import gatys_memory
+from painterly.speed import GATYS_SPEED
 
 #: A truncated network: relu3_1 needs a 12 px halo (10, rounded up to its stride of 4).
 SETTINGS = GatysSettings(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1", "relu3_1"), tv_weight=1e-3)

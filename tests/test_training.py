@@ -22,8 +22,8 @@ import painterly
 from painterly import training
 from painterly.adain import build_decoder
 from painterly.cli import main as cli_main
-from painterly.errors import Cancelled, PainterlyError, SettingsError
-from painterly.training import RECIPES, TrainConfig, read_losses, train
+from painterly.errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
+from painterly.training import CHECKPOINT_KEYS, RECIPES, RunState, TrainConfig, read_losses, train
 from painterly.weights import load_weights
 
 #: Tiny settings: 32 px crops, random encoder, data in the loading process.
@@ -139,6 +139,17 @@ def test_interrupted_and_resumed_run_gives_the_same_losses(dataset, tmp_path):
         train(run_dir=tmp_path / "resumed", **settings)
 
 
+def test_the_run_state_is_saved_whole_in_each_checkpoint(dataset, tmp_path):
+    content, style = dataset
+    train(content_dir=content, style_dir=style, run_dir=tmp_path / "run", iterations=2, checkpoint_every=2, **TINY)
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "ckpt_0000002.pt", weights_only=True)
+    assert set(CHECKPOINT_KEYS) <= set(checkpoint)
+    state = RunState.from_checkpoint(checkpoint)
+    # Two iterations of batch 2, every one logged (so the loss window is empty again).
+    assert state == RunState(iteration=2, sampler={"content": 4, "style": 4}, images_seen=4, skipped=0)
+    assert state.to_checkpoint() == {key: checkpoint[key] for key in state.to_checkpoint()}
+
+
 def test_unreadable_files_are_skipped_counted_and_logged(dataset, tmp_path):
     content, style = make_dataset(tmp_path / "data", contents=4, styles=2)
     (content / "truncated.png").write_bytes((content / "scene_1.png").read_bytes()[:200])
@@ -162,7 +173,7 @@ def test_a_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoin
         return loss * float("nan") if len(calls) == 5 else loss
 
     monkeypatch.setattr(training, "content_loss", content_loss_that_explodes)
-    with pytest.raises(PainterlyError, match=r"became nan at iteration 5.*ckpt_0000004\.pt.*lower --lr"):
+    with pytest.raises(NonFiniteLossError, match=r"became nan at iteration 5.*ckpt_0000004\.pt.*lower --lr"):
         train(content_dir=content, style_dir=style, run_dir=tmp_path / "run", iterations=10, checkpoint_every=2, keep=5, **TINY)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["ckpt_0000002.pt", "ckpt_0000004.pt"]
     kept = torch.load(tmp_path / "run" / "checkpoints" / "ckpt_0000004.pt", weights_only=True)

@@ -28,6 +28,18 @@ def test_layouts_match_the_published_indices():
     assert w.layout_keys("torchvision", convs=9)["features.19.weight"] == (512, 256, 3, 3)
 
 
+def test_the_decoder_described_once_gives_the_released_keys_module_and_shapes():
+    from painterly.adain import build_decoder
+    from painterly.memory import decoder_layers
+
+    assert sorted(w.DECODER_CONVS) == [1, 5, 8, 11, 14, 18, 21, 25, 28]
+    decoder = build_decoder()
+    assert {key: tuple(value.shape) for key, value in decoder.state_dict().items()} == w.layout_keys("decoder")
+    assert isinstance(decoder[-1], torch.nn.Conv2d)  # no ReLU after the last convolution
+    convs = [layer for layer in decoder_layers(64, 64) if layer.is_conv]
+    assert [(layer.in_channels, layer.channels) for layer in convs] == list(w.DECODER_CONVS.values())
+
+
 @pytest.mark.parametrize("layout", w.LAYOUTS)
 def test_detect_layout(layout):
     assert w.detect_layout(fake_state(layout)) == layout

@@ -1,11 +1,11 @@
 """painterly: neural style transfer by optimisation (Gatys et al.) and AdaIN (Huang and Belongie)."""
 
 from .adain import AdaINModel, StylizeResult, stylize, stylize_batch
-from .errors import Cancelled, ImageError, PainterlyError, SettingsError, WeightsError
+from .errors import Cancelled, ImageError, NonFiniteLossError, PainterlyError, SettingsError, WeightsError
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
-from .performance import SpeedSettings
 from .reproduce import InputMismatch, Reproduction, reproduce
+from .speed import SpeedSettings
 from .sweep import SweepResult, sweep
 from .temporal import warping_error
 from .training import TrainConfig, TrainResult, train
@@ -19,6 +19,7 @@ __all__ = [
     "GatysSettings",
     "ImageError",
     "InputMismatch",
+    "NonFiniteLossError",
     "OptimizationResult",
     "PRESETS",
     "PainterlyError",

@@ -38,9 +38,11 @@ from .encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, encoder_fingerp
 from .errors import SettingsError, WeightsError
 from .images import check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
-from .performance import ADAIN_SPEED, MemoryPlan, SpeedSettings, plan_memory, resolve_precision
+from .memory import MemoryPlan, plan_memory
+from .speed import ADAIN_SPEED, SpeedSettings, resolve_precision
 from .weights import (
     BUNDLED_ENCODER_SEED,
+    DECODER_PLAN,
     Progress,
     check_layout,
     choose_adain_weights,
@@ -65,9 +67,9 @@ DEFAULT_TILE_SIZE = 512
 
 
 DEFAULT_STYLE_SIZE = 512
-#: Images per network pass by device type. On this project's 2-core CPU, batches of 4 and 8 ran
-#: at 0.76-0.94x the images per second of one at a time (benchmarks/NOTES.md, "Batching"); on a
-#: GPU one 512 px image is too little work to fill it. The GPU figure is not yet measured.
+#: Images per network pass by device type. On a CPU, batches ran at fewer images per second than
+#: one at a time (benchmarks/NOTES.md, "Batching"); on a GPU one 512 px image is too little work
+#: to fill it.
 DEFAULT_BATCH_SIZES = {"cpu": 1, "cuda": 8}
 #: The fewest pixels a content or style side may have: :func:`pad_to_multiple` reflects, so its
 #: pad must stay below the side, and the decoder's reflection padding needs relu4_1 features of
@@ -138,26 +140,20 @@ def blend_styles(
 
 
 def build_decoder() -> nn.Sequential:
-    """The decoder: VGG-19 to relu4_1 mirrored, x2 nearest upsampling in place of pooling,
-    reflection padding, ReLU after every conv but the last, no normalisation layers.
+    """The decoder of :data:`~painterly.weights.DECODER_PLAN`: VGG-19 to relu4_1 mirrored, x2
+    nearest upsampling in place of pooling, reflection padding, ReLU after every conv but the
+    last, no normalisation layers.
 
     Built as one ``nn.Sequential`` so its state dict has the released ``decoder.pth`` keys
-    (convs at indices 1, 5, 8, 11, 14, 18, 21, 25, 28).
+    (:data:`~painterly.weights.DECODER_CONVS`).
     """
-
-    def conv(c_in: int, c_out: int, *, relu: bool = True) -> list[nn.Module]:
-        layers: list[nn.Module] = [ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
-        return layers + [nn.ReLU()] if relu else layers
-
-    def up() -> list[nn.Module]:
-        return [nn.Upsample(scale_factor=2, mode="nearest")]
-
-    return nn.Sequential(
-        *conv(512, 256), *up(),
-        *conv(256, 256), *conv(256, 256), *conv(256, 256), *conv(256, 128), *up(),
-        *conv(128, 128), *conv(128, 64), *up(),
-        *conv(64, 64), *conv(64, 3, relu=False),
-    )  # fmt: skip
+    layers: list[nn.Module] = []
+    for step in DECODER_PLAN:
+        if step == "up":
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        else:
+            layers += [ReflectionPad2d(1), nn.Conv2d(*step, 3), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])  # no ReLU after the last conv
 
 
 def receptive_field_radius() -> int:

@@ -23,3 +23,7 @@ class SettingsError(PainterlyError):
 
 class Cancelled(PainterlyError):
     """Raised by a progress callback to stop a running job early."""
+
+
+class NonFiniteLossError(PainterlyError):
+    """An optimisation or a training run whose loss became NaN or infinite (it diverged)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .adain import AdaINModel
-from .performance import SpeedSettings
+from .speed import SpeedSettings
 from .errors import PainterlyError, SettingsError
 from .files import atomic_path
 

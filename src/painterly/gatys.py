@@ -45,7 +45,7 @@ from PIL import Image
 from .color import PRESERVE_COLOR_CHOICES, grey, keep_luminance, prepare_colors, restore_colors
 from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
-from .errors import PainterlyError, SettingsError
+from .errors import NonFiniteLossError, PainterlyError, SettingsError
 from .files import load_torch, save_torch
 from .gatys_tiles import content_features_in_tiles, grams_in_tiles, minimum_tile, tiled_losses
 from .images import MIN_SIZE, check_min_side, check_size, image_to_tensor, resize_longer_side, tensor_to_image
@@ -64,8 +64,9 @@ from .losses import (
     temporal_loss,
     total_variation_loss,
 )
-from .performance import GATYS_SPEED, SpeedSettings, plan_memory, resolve_precision
+from .memory import plan_memory
 from .profiles import profile_changes, resolve_profile
+from .speed import GATYS_SPEED, SpeedSettings, resolve_precision
 from .weights import Progress as DownloadProgress
 from .weights import choose_weights
 
@@ -720,7 +721,7 @@ def optimize_image(
         # one device-to-host copy for all the terms, not one per term (a sync each on a GPU)
         losses = dict(zip(reported, torch.stack(list(reported.values())).tolist()))
         if not math.isfinite(losses["total"]):
-            raise SettingsError(
+            raise NonFiniteLossError(
                 f"the loss became {losses['total']} at iteration {iteration + 1}: "
                 "lower the learning rate or the weights"
             )

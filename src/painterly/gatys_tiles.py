@@ -41,7 +41,7 @@ from .losses import gram_style_loss, total_variation_loss
 
 if TYPE_CHECKING:
     from .gatys import GatysObjective
-    from .performance import SpeedSettings
+    from .speed import SpeedSettings
 
 #: Tile windows (halo included) that ``tile=True`` uses when no size is given.
 DEFAULT_GATYS_TILE = 512

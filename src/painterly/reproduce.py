@@ -34,7 +34,7 @@ from .errors import PainterlyError, SettingsError
 from .files import sha256_file
 from .gatys import GatysSettings, Progress, optimize
 from .images import load_image, merge_alpha, read_metadata, split_alpha
-from .performance import ADAIN_SPEED, GATYS_SPEED
+from .speed import ADAIN_SPEED, GATYS_SPEED
 from .sweep import sweep
 from .weights import is_registry_name
 

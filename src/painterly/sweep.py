@@ -19,7 +19,7 @@ from .adain import load_model, stylize
 from .errors import SettingsError
 from .gatys import DEFAULT_PRESET, GatysSettings, Progress, get_preset, optimize
 from .losses import normalized_weights
-from .performance import GATYS_SPEED, SpeedSettings, resolve_precision
+from .speed import GATYS_SPEED, SpeedSettings, resolve_precision
 from .device import resolve_device
 from .profiles import profile_changes, resolve_profile
 from .weights import choose_weights

@@ -20,15 +20,17 @@ Where we depart from the recipes:
   layout, clamped to [0, 1] at inference), so that the decoder loads in ``painterly stylize``
   and in every pytorch-AdaIN tool; its (ImageNet) VGG-19 is stood in for by the normalised one.
 
-The loop in :func:`train` reads top to bottom: set up, then ``while iteration < iterations``:
-draw, forward, check, step, log, monitor, checkpoint. Run under ``torchrun`` it trains with
-DistributedDataParallel (the decoder only; each rank draws its own shard of the files) and
-rank 0 alone writes files.
+A run is one phase per function: set up (:func:`_start_session`, :func:`_open_run_folder`), then
+``while`` iterations remain: draw, step (:func:`_step`), monitor, log (:func:`_log`), checkpoint,
+and at the end :func:`_finish`. Where the run stands is one :class:`RunState`, saved whole in
+every checkpoint. Run under ``torchrun`` it trains with DistributedDataParallel (the decoder
+only; each rank draws its own shard of the files) and rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -39,17 +41,17 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
-from .data import Batch, ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files, stop_workers
+from .data import ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files, stop_workers
 from .device import resolve_device
 from .encoder import encoder_fingerprint, load_encoder
-from .errors import Cancelled, PainterlyError, SettingsError
+from .errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
 from .files import atomic_path, load_torch, save_torch
 from .images import IMAGE_SUFFIXES, check_size, save_image, tensor_to_image
 from .losses import content_loss, mean_std_style_loss
@@ -365,7 +367,7 @@ def train(
     ``checkpoints/ckpt_*.pt``, ``tensorboard/`` (when installed), and at the end
     ``decoder.pth`` (the released decoder's key layout), ``losses.png`` and ``summary.json``.
     Raises :class:`Cancelled` after saving a checkpoint when interrupted (SIGINT, SIGTERM, or a
-    callback raising Cancelled), :class:`PainterlyError` when the loss stops being finite.
+    callback raising Cancelled), :class:`NonFiniteLossError` when the loss stops being finite.
     A resume skips unreadable newest checkpoints (a torn file) for the newest good one and
     tells ``note`` (a line for the user) which.
     ``on_start`` receives a :class:`TrainStart` summary before the first iteration.
@@ -418,10 +420,6 @@ def _other_files(folder: str) -> int:
     return sum(1 for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES)
 
 
-#: What a training checkpoint must hold to be resumed from.
-CHECKPOINT_KEYS = ("iteration", "decoder", "optimizer", "scaler", "sampler", "skipped", "images_seen", "window", "rng", "config")
-
-
 def _load_checkpoint(path: Path) -> tuple[dict[str, Any], TrainConfig]:
     """A checkpoint and its config, or :class:`PainterlyError` in one line (torn, foreign, incomplete)."""
     checkpoint = load_torch(path, what="a readable training checkpoint")
@@ -455,6 +453,352 @@ def _newest_readable_checkpoint(run_dir: Path, note: Callable[[str], None] | Non
     raise PainterlyError(f"{run_dir}: no readable checkpoint to resume from ({problems[0]})")
 
 
+# ---------------------------------------------------------------------------------------------
+# The state a checkpoint carries, and what a run sets up once.
+
+
+def _empty_window() -> dict[str, float]:
+    return {"content": 0.0, "style": 0.0, "total": 0.0, "count": 0}
+
+
+@dataclass
+class RunState:
+    """Where a run stands, saved whole in every checkpoint and restored whole on resume: its
+    fields are the checkpoint's keys (beside the weights, optimiser, RNGs and config)."""
+
+    #: Iterations done.
+    iteration: int = 0
+    #: Samples drawn from each stream so far: where the samplers carry on.
+    sampler: dict[str, int] = field(default_factory=lambda: {"content": 0, "style": 0})
+    #: Images trained on, over all ranks.
+    images_seen: int = 0
+    #: Samples dropped because their file could not be read, over all ranks.
+    skipped: int = 0
+    #: Sums of the losses since the last log row, which holds their means, and their count.
+    window: dict[str, float] = field(default_factory=_empty_window)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "RunState":
+        return cls(**{f.name: copy.deepcopy(checkpoint[f.name]) for f in fields(cls)})
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def add_losses(self, losses: dict[str, float]) -> None:
+        for key in ("content", "style", "total"):
+            self.window[key] += losses[key]
+        self.window["count"] += 1
+
+    def take_window(self) -> dict[str, float]:
+        """The means of the losses since the last log row; the sums start again."""
+        means = {key: self.window[key] / self.window["count"] for key in ("content", "style", "total")}
+        self.window = _empty_window()
+        return means
+
+
+#: What a training checkpoint must hold to be resumed from.
+CHECKPOINT_KEYS = (*(f.name for f in fields(RunState)), "decoder", "optimizer", "scaler", "rng", "config")
+
+
+@dataclass
+class _Data:
+    """The image files, split into training and held-out ones, and the training datasets."""
+
+    content: list[str]
+    style: list[str]
+    val_content: list[str]
+    val_style: list[str]
+    content_set: ImageFolder
+    style_set: ImageFolder
+
+
+@dataclass
+class _Session:
+    """What a run sets up once: where it runs, its data, networks and optimiser, its log writer."""
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    data: _Data
+    encoder: torch.nn.Module
+    encoder_label: str
+    #: What decoder.pth records of its encoder.
+    decoder_record: dict[str, str]
+    decoder: torch.nn.Module
+    #: The decoder, or under torchrun its DistributedDataParallel wrapper.
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp: torch.dtype | None
+    memory_format: torch.memory_format
+    writer: Any = None
+    #: The fixed (content, style) batch of the monitor grid (rank 0).
+    monitor: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def main_process(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def csv_path(self) -> Path:
+        return self.run_dir / "losses.csv"
+
+    def lr_at(self, step: int) -> float:
+        return self.config.lr / (1.0 + self.config.lr_decay * step)
+
+    def all_ranks_sum(self, values: list[float]) -> list[float]:
+        if not self.distributed:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(tensor)
+        return tensor.tolist()
+
+
+def _find_data(config: TrainConfig) -> _Data:
+    """Held-out files split off by seed; each rank later draws its own shard of the rest."""
+    content, val_content = split_files(find_images(config.content_dir, what="content"), fraction=config.val_fraction, seed=config.seed)
+    style, val_style = split_files(find_images(config.style_dir, what="style"), fraction=config.val_fraction, seed=config.seed + 1)
+    sizes = {"image_size": config.image_size, "crop_size": config.crop_size}
+    return _Data(content, style, val_content, val_style, ImageFolder(content, **sizes), ImageFolder(style, **sizes))
+
+
+def _start_session(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any] | None, device: torch.device,
+                   rank: int, world_size: int) -> tuple[_Session, RunState]:
+    """The data, a frozen encoder and a learning decoder, and where the run stands (restored from
+    ``checkpoint``, RNGs included, when resuming)."""
+    data = _find_data(config)
+    torch.manual_seed(config.seed)
+    encoder, encoder_label = load_encoder(config.encoder, last_layer=ADAIN_LAYER, seed=config.encoder_seed, device=device)
+    # Taken before any change of memory layout.
+    decoder_record = {"encoder": encoder_label, "encoder_sha256": encoder_fingerprint(encoder)}
+    decoder = build_decoder().to(device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    encoder.to(memory_format=memory_format)
+    decoder.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
+    amp = None
+    if config.amp:
+        amp = torch.bfloat16 if device.type == "cpu" else torch.float16
+    # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    state = RunState()
+    if checkpoint is not None:
+        decoder.load_state_dict(checkpoint["decoder"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint["scaler"]:
+            scaler.load_state_dict(checkpoint["scaler"])
+        state = RunState.from_checkpoint(checkpoint)
+        _set_rng_state(checkpoint["rng"])
+    model = decoder
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None)
+    session = _Session(config, run_dir, device, rank, world_size, data, encoder, encoder_label, decoder_record, decoder,
+                       model, optimizer, scaler, amp, memory_format)
+    return session, state
+
+
+# ---------------------------------------------------------------------------------------------
+# The phases of a run.
+
+
+def _open_run_folder(session: _Session, state: RunState, *, resumed: bool, cleanup: contextlib.ExitStack) -> list[str]:
+    """Make the run folder (rank 0): config.json, the loss log (cut back to the checkpoint when
+    resuming), TensorBoard's writer. Returns notes on what was asked for and will not happen."""
+    config, run_dir, notes = session.config, session.run_dir, []
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / "monitor").mkdir(exist_ok=True)
+    except OSError as error:
+        raise PainterlyError(f"{run_dir}: cannot make the run folder ({error.strerror or error})") from None
+    # encoder and encoder_seed say which encoder to stylise with: the decoder only fits that one.
+    run_info = {**config.to_dict(), "encoder_label": session.encoder_label, "world_size": session.world_size}
+    _atomic_write(run_dir / "config.json", lambda f: json.dump(run_info, f, indent=2), binary=False)
+    if not resumed or not session.csv_path.exists():
+        _atomic_write(session.csv_path, lambda f: f.write(",".join(CSV_COLUMNS) + "\n"), binary=False)
+    else:
+        _truncate_csv(session.csv_path, state.iteration)
+    if config.tensorboard is not False:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            session.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=state.iteration or None)
+            cleanup.callback(session.writer.close)
+        except ImportError:
+            if config.tensorboard:  # asked for: say why there will be no logs
+                notes.append("TensorBoard logs were asked for but tensorboard is not installed "
+                             "(pip install 'painterly[tensorboard]'): training without them")
+    return notes
+
+
+def _monitor_batch(config: TrainConfig, data: _Data) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The fixed monitor batch: held-out images when there are some, else the first training ones."""
+    sizes = {"image_size": config.image_size, "crop_size": config.crop_size}
+    count = config.val_images if data.val_content else min(4, config.batch_size)
+    content, _ = load_fixed(ImageFolder(data.val_content or data.content, **sizes), count)
+    style, _ = load_fixed(ImageFolder(data.val_style or data.style, **sizes), count)
+    if content is None or style is None:
+        return None
+    return content, style[torch.arange(content.shape[0]) % style.shape[0]]
+
+
+def _start_summary(session: _Session, state: RunState, notes: list[str]) -> TrainStart:
+    config, data = session.config, session.data
+    return TrainStart(
+        content_images=len(data.content) + len(data.val_content), style_images=len(data.style) + len(data.val_style),
+        held_out_content=len(data.val_content), held_out_style=len(data.val_style),
+        not_images=sum(_other_files(folder) for folder in (config.content_dir, config.style_dir)),
+        unreadable=state.skipped, iteration=state.iteration + 1, iterations=config.iterations,
+        encoder=session.encoder_label, device=str(session.device), notes=notes,
+    )
+
+
+class _Batches:
+    """The content and style streams of this rank, drawn in step, with the files they drop."""
+
+    def __init__(self, session: _Session, state: RunState, cleanup: contextlib.ExitStack) -> None:
+        self.session, self.state = session, state
+        config = session.config
+        options = {"batch_size": config.batch_size, "seed": config.seed, "rank": session.rank,
+                   "world_size": session.world_size, "workers": config.workers, "pin_memory": session.device.type == "cuda"}
+        self.streams = {
+            "content": infinite_loader(session.data.content_set, stream=0, start=state.sampler["content"], **options),
+            "style": infinite_loader(session.data.style_set, stream=1, start=state.sampler["style"], **options),
+        }
+        for batches in self.streams.values():
+            cleanup.callback(stop_workers, batches)
+        # This rank's count of dropped samples; the ranks' counts sum to state.skipped.
+        self.skipped = state.skipped if session.main_process else 0
+        self.logged: set[str] = set()
+
+    def _draw(self, stream: str) -> tuple[torch.Tensor, list[Skipped]]:
+        new: list[Skipped] = []
+        for _ in range(100):
+            batch = next(self.streams[stream])
+            self.state.sampler[stream] += self.session.config.batch_size
+            self.skipped += len(batch.skipped)
+            new += [s for s in batch.skipped if s.path not in self.logged]
+            self.logged.update(s.path for s in batch.skipped)
+            if batch.images is not None:
+                return batch.images, new
+        raise PainterlyError(f"100 batches in a row held no readable image: check the {stream} folder "
+                             f"(see {self.session.run_dir / 'skipped.txt'})")
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, list[Skipped]]:
+        """A content and a style batch of one size on the device, and the newly dropped files."""
+        content, new_content = self._draw("content")
+        style, new_style = self._draw("style")
+        new = new_content + new_style
+        if new:  # every rank logs its own shard's files (rank 0 may not have made the folder yet)
+            self.session.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.session.run_dir / "skipped.txt", "a") as log:
+                log.write("".join(f"{s.path}\t{s.reason}\n" for s in new))
+        n = min(content.shape[0], style.shape[0])  # a skipped file shortens one of the batches
+        move = {"non_blocking": True, "memory_format": self.session.memory_format}
+        return content[:n].to(self.session.device, **move), style[:n].to(self.session.device, **move), new
+
+
+def _step(session: _Session, state: RunState, content: torch.Tensor, style: torch.Tensor,
+          rank_skipped: int) -> tuple[dict[str, float], float]:
+    """One optimiser step on a batch: the losses averaged over ranks, and the lr it used.
+    Raises :class:`NonFiniteLossError` before stepping when the loss is not finite."""
+    config, optimizer, scaler = session.config, session.optimizer, session.scaler
+    lr = session.lr_at(state.iteration)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss_c, loss_s, _ = decoder_losses(session.encoder, session.model, content, style, amp=session.amp)
+    loss = config.content_weight * loss_c + config.style_weight * loss_s
+    # One device-to-host copy per iteration: each .item() would wait for the GPU on its own.
+    reduced = session.all_ranks_sum(torch.stack([loss_c, loss_s, loss]).tolist() + [float(content.shape[0]), float(rank_skipped)])
+    losses = {key: value / session.world_size for key, value in zip(("content", "style", "total"), reduced)}
+    if not math.isfinite(losses["total"]):
+        kept = checkpoint_paths(session.run_dir)
+        raise NonFiniteLossError(
+            f"the loss became {losses['total']} at iteration {state.iteration + 1} (content {losses['content']:.4g}, "
+            f"style {losses['style']:.4g}): training diverged; "
+            + (f"the last good checkpoint is {kept[-1]}: resume with --resume {session.run_dir} and a lower --lr" if kept
+               else "no checkpoint was written yet: start again with a lower --lr")
+        )
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    state.iteration += 1
+    state.add_losses(losses)
+    state.images_seen += int(reduced[3])
+    state.skipped = int(reduced[4])
+    return losses, lr
+
+
+class _Clock:
+    """Images per second since the run (or its resumption) started."""
+
+    def __init__(self, state: RunState) -> None:
+        self.started, self.images_at_start = time.perf_counter(), state.images_seen
+
+    def images_per_second(self, state: RunState) -> float | None:
+        elapsed = time.perf_counter() - self.started
+        return (state.images_seen - self.images_at_start) / elapsed if elapsed > 0 else None
+
+
+def _log(session: _Session, state: RunState, lr: float, validation: dict[str, float] | None, clock: _Clock) -> dict[str, Any]:
+    """Append a row of the mean losses since the last one to losses.csv (and TensorBoard)."""
+    row = {"iteration": state.iteration, "lr": lr, "skipped": state.skipped, **state.take_window(),
+           **(validation or {}), "images_per_second": clock.images_per_second(state)}
+    _append_csv_row(session.csv_path, row)
+    if session.writer is not None:
+        for key in ("content", "style", "total", *(validation or {})):
+            session.writer.add_scalar(f"loss/{key}", row[key], state.iteration)
+        session.writer.add_scalar("lr", lr, state.iteration)
+    return row
+
+
+def _save_checkpoint(session: _Session, state: RunState) -> Path:
+    """Write ``checkpoints/ckpt_<iteration>.pt`` and keep only the newest ``keep``."""
+    config, run_dir = session.config, session.run_dir
+    path = run_dir / "checkpoints" / f"ckpt_{state.iteration:07d}.pt"
+    checkpoint = {
+        **state.to_checkpoint(),
+        "decoder": session.decoder.state_dict(),
+        "optimizer": session.optimizer.state_dict(),
+        "scaler": session.scaler.state_dict() if session.scaler.is_enabled() else {},
+        "schedule": {"lr": config.lr, "lr_decay": config.lr_decay, "current_lr": session.lr_at(state.iteration)},
+        "rng": _rng_state(),
+        "config": config.to_dict(),
+    }
+    save_torch(checkpoint, path)
+    for old in checkpoint_paths(run_dir)[: -config.keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _finish(session: _Session, state: RunState, last_row: dict[str, Any], clock: _Clock) -> TrainResult:
+    """The end: a final checkpoint, the decoder in the released layout, the loss curves, summary.json."""
+    config, run_dir = session.config, session.run_dir
+    images_per_second = clock.images_per_second(state) or 0.0
+    checksums = _rank_checksums(session.decoder, session.distributed)
+    losses = {k: last_row.get(k) for k in ("content", "style", "total")}
+    decoder_path, plot_path = run_dir / "decoder.pth", None
+    if session.main_process:
+        if state.iteration % config.checkpoint_every != 0:
+            _save_checkpoint(session, state)
+        weights = {key: value.detach().float().cpu().contiguous() for key, value in session.decoder.state_dict().items()}
+        save_torch(with_record(weights, session.decoder_record), decoder_path)
+        plot_path = _plot(read_losses(session.csv_path), run_dir)
+        summary = {"iteration": state.iteration, "losses": losses, "skipped": state.skipped, "encoder": session.encoder_label,
+                   "images_per_second": images_per_second, "world_size": session.world_size, "decoder_checksums": checksums}
+        _atomic_write(run_dir / "summary.json", lambda f: json.dump(summary, f, indent=2), binary=False)
+    if session.distributed:
+        torch.distributed.barrier()  # every rank returns once the files exist
+    return TrainResult(run_dir, decoder_path, state.iteration, losses, state.skipped, session.encoder_label,
+                       images_per_second, plot_path)
+
+
 def _train(
     config: TrainConfig,
     run_dir: Path,
@@ -467,268 +811,52 @@ def _train(
     cleanup: contextlib.ExitStack,
     on_start: StartCallback | None = None,
 ) -> TrainResult:
-    distributed = world_size > 1
-    main_process = rank == 0
-    csv_path = run_dir / "losses.csv"
-
-    # --- data: held-out split by seed, then each rank its shard of the training files ---
-    content_files, val_content_files = split_files(find_images(config.content_dir, what="content"), fraction=config.val_fraction, seed=config.seed)
-    style_files, val_style_files = split_files(find_images(config.style_dir, what="style"), fraction=config.val_fraction, seed=config.seed + 1)
-    sizes = {"image_size": config.image_size, "crop_size": config.crop_size}
-    content_set, style_set = ImageFolder(content_files, **sizes), ImageFolder(style_files, **sizes)
-
-    # --- model: frozen encoder, learning decoder ---
-    torch.manual_seed(config.seed)
-    encoder, encoder_label = load_encoder(config.encoder, last_layer=ADAIN_LAYER, seed=config.encoder_seed, device=device)
-    # What decoder.pth records of its encoder, taken before any change of memory layout.
-    decoder_record = {"encoder": encoder_label, "encoder_sha256": encoder_fingerprint(encoder)}
-    decoder = build_decoder().to(device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    encoder.to(memory_format=memory_format)
-    decoder.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    amp = None
-    if config.amp:
-        amp = torch.bfloat16 if device.type == "cpu" else torch.float16
-    # fp16 gradients underflow without loss scaling; bf16 has float32's range and needs none.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-
-    # Sums of the losses since the last log row, which holds their means.
-    iteration, drawn, images_seen, total_skipped = 0, {"content": 0, "style": 0}, 0, 0
-    window: dict[str, float] = {"content": 0.0, "style": 0.0, "total": 0.0, "count": 0}
-    if checkpoint is not None:
-        decoder.load_state_dict(checkpoint["decoder"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if checkpoint["scaler"]:
-            scaler.load_state_dict(checkpoint["scaler"])
-        iteration, drawn, images_seen = checkpoint["iteration"], dict(checkpoint["sampler"]), checkpoint["images_seen"]
-        total_skipped, window = checkpoint["skipped"], dict(checkpoint["window"])
-        _set_rng_state(checkpoint["rng"])
-    # This rank's count of dropped samples; the ranks' counts sum to total_skipped.
-    skipped = total_skipped if main_process else 0
-    model = decoder
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None)
-
-    # --- run folder (rank 0) ---
-    writer = None
-    notes: list[str] = []
-    if main_process:
-        try:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (run_dir / "monitor").mkdir(exist_ok=True)
-        except OSError as error:
-            raise PainterlyError(f"{run_dir}: cannot make the run folder ({error.strerror or error})") from None
-        # encoder and encoder_seed say which encoder to stylise with: the decoder only fits that one.
-        run_info = {**config.to_dict(), "encoder_label": encoder_label, "world_size": world_size}
-        _atomic_write(run_dir / "config.json", lambda f: json.dump(run_info, f, indent=2), binary=False)
-        if checkpoint is None or not csv_path.exists():
-            _atomic_write(csv_path, lambda f: f.write(",".join(CSV_COLUMNS) + "\n"), binary=False)
-        else:
-            _truncate_csv(csv_path, iteration)
-        if config.tensorboard is not False:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=iteration or None)
-                cleanup.callback(writer.close)
-            except ImportError:
-                if config.tensorboard:  # asked for: say why there will be no logs
-                    notes.append("TensorBoard logs were asked for but tensorboard is not installed "
-                                 "(pip install 'painterly[tensorboard]'): training without them")
-
-    # --- the fixed monitor batch: held-out images when there are some, else the first training ones ---
-    monitor = None
-    if main_process:
-        fixed_content = ImageFolder(val_content_files or content_files, **sizes)
-        fixed_style = ImageFolder(val_style_files or style_files, **sizes)
-        count = config.val_images if val_content_files else min(4, config.batch_size)
-        monitor_content, _ = load_fixed(fixed_content, count)
-        monitor_style, _ = load_fixed(fixed_style, count)
-        if monitor_content is not None and monitor_style is not None:
-            index = torch.arange(monitor_content.shape[0]) % monitor_style.shape[0]
-            monitor = (monitor_content, monitor_style[index])
-
-    if main_process and on_start is not None:
-        on_start(TrainStart(
-            content_images=len(content_files) + len(val_content_files), style_images=len(style_files) + len(val_style_files),
-            held_out_content=len(val_content_files), held_out_style=len(val_style_files),
-            not_images=sum(_other_files(folder) for folder in (config.content_dir, config.style_dir)),
-            unreadable=total_skipped, iteration=iteration + 1, iterations=config.iterations, encoder=encoder_label,
-            device=str(device), notes=notes,
-        ))
-
-    def save_checkpoint() -> Path:
-        path = run_dir / "checkpoints" / f"ckpt_{iteration:07d}.pt"
-        state = {
-            "iteration": iteration,
-            "decoder": decoder.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-            "schedule": {"lr": config.lr, "lr_decay": config.lr_decay, "current_lr": lr_at(iteration)},
-            "sampler": dict(drawn),
-            "skipped": total_skipped,
-            "images_seen": images_seen,
-            "window": dict(window),
-            "rng": _rng_state(),
-            "config": config.to_dict(),
-        }
-        save_torch(state, path)
-        for old in checkpoint_paths(run_dir)[: -config.keep]:
-            old.unlink(missing_ok=True)
-        return path
-
-    def lr_at(step: int) -> float:
-        return config.lr / (1.0 + config.lr_decay * step)
-
-    def all_ranks_sum(values: list[float]) -> list[float]:
-        if not distributed:
-            return values
-        tensor = torch.tensor(values, dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(tensor)
-        return tensor.tolist()
-
-    loader_options = {"batch_size": config.batch_size, "seed": config.seed, "rank": rank, "world_size": world_size,
-                      "workers": config.workers, "pin_memory": device.type == "cuda"}
-    content_batches = infinite_loader(content_set, stream=0, start=drawn["content"], **loader_options)
-    style_batches = infinite_loader(style_set, stream=1, start=drawn["style"], **loader_options)
-    cleanup.callback(stop_workers, content_batches)
-    cleanup.callback(stop_workers, style_batches)
-    logged_bad: set[str] = set()
-
-    def next_batch(batches: Iterator[Batch], stream: str) -> tuple[torch.Tensor, list[Skipped]]:
-        nonlocal skipped
-        new: list[Skipped] = []
-        for _ in range(100):
-            batch = next(batches)
-            drawn[stream] += config.batch_size
-            skipped += len(batch.skipped)
-            new += [s for s in batch.skipped if s.path not in logged_bad]
-            logged_bad.update(s.path for s in batch.skipped)
-            if batch.images is not None:
-                return batch.images, new
-        raise PainterlyError(f"100 batches in a row held no readable image: check the {stream} folder (see {run_dir / 'skipped.txt'})")
-
-    started, images_at_start = time.perf_counter(), images_seen
-    last_row: dict[str, Any] = {}
-    while iteration < config.iterations:
+    """Set up, then ``while`` iterations remain: draw, step, monitor, log, checkpoint, report."""
+    session, state = _start_session(config, run_dir, checkpoint, device, rank, world_size)
+    if session.main_process:
+        notes = _open_run_folder(session, state, resumed=checkpoint is not None, cleanup=cleanup)
+        session.monitor = _monitor_batch(config, session.data)
+        if on_start is not None:
+            on_start(_start_summary(session, state, notes))
+    batches = _Batches(session, state, cleanup)
+    clock, last_row = _Clock(state), {}
+    while state.iteration < config.iterations:
         # Stop on every rank at the same iteration, or DDP's collectives would wait forever.
-        if all_ranks_sum([float(stop.requested)])[0] > 0:
-            path = save_checkpoint() if main_process else None
-            raise Cancelled(f"training stopped at iteration {iteration}; checkpoint {path or 'written by rank 0'}: continue with --resume {run_dir}")
-
-        content, new_content_skips = next_batch(content_batches, "content")
-        style, new_style_skips = next_batch(style_batches, "style")
-        new_skips = new_content_skips + new_style_skips
-        if new_skips:  # every rank logs its own shard's files (rank 0 may not have made the folder yet)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            with open(run_dir / "skipped.txt", "a") as log:
-                log.write("".join(f"{s.path}\t{s.reason}\n" for s in new_skips))
-        n = min(content.shape[0], style.shape[0])  # a skipped file shortens one of the batches
-        content = content[:n].to(device, non_blocking=True, memory_format=memory_format)
-        style = style[:n].to(device, non_blocking=True, memory_format=memory_format)
-
-        lr = lr_at(iteration)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss_c, loss_s, _ = decoder_losses(encoder, model, content, style, amp=amp)
-        loss = config.content_weight * loss_c + config.style_weight * loss_s
-        # One device-to-host copy per iteration: each .item() would wait for the GPU on its own.
-        reduced = all_ranks_sum(torch.stack([loss_c, loss_s, loss]).tolist() + [float(n), float(skipped)])
-        losses = {"content": reduced[0] / world_size, "style": reduced[1] / world_size, "total": reduced[2] / world_size}
-        if not math.isfinite(losses["total"]):
-            kept = checkpoint_paths(run_dir)
-            raise PainterlyError(
-                f"the loss became {losses['total']} at iteration {iteration + 1} (content {losses['content']:.4g}, "
-                f"style {losses['style']:.4g}): training diverged; "
-                + (f"the last good checkpoint is {kept[-1]}: resume with --resume {run_dir} and a lower --lr" if kept
-                   else "no checkpoint was written yet: start again with a lower --lr")
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        iteration += 1
-
-        for key in ("content", "style", "total"):
-            window[key] += losses[key]
-        window["count"] += 1
-        images_seen += int(reduced[3])
-        total_skipped = int(reduced[4])
-        if not main_process:
+        if session.all_ranks_sum([float(stop.requested)])[0] > 0:
+            path = _save_checkpoint(session, state) if session.main_process else None
+            raise Cancelled(f"training stopped at iteration {state.iteration}; checkpoint {path or 'written by rank 0'}: "
+                            f"continue with --resume {run_dir}")
+        content, style, new_skips = batches.next()
+        losses, lr = _step(session, state, content, style, batches.skipped)
+        if not session.main_process:
             continue
-
-        validation = None
-        if iteration % config.monitor_every == 0 or iteration == config.iterations:
-            validation = _monitor(encoder, decoder, monitor, config, amp, device, memory_format, run_dir, iteration, writer,
-                                  score=bool(val_content_files))
-        if iteration % config.log_every == 0 or validation or iteration == config.iterations:
-            elapsed = time.perf_counter() - started
-            last_row = {"iteration": iteration, "lr": lr, "skipped": total_skipped,
-                        **{k: window[k] / window["count"] for k in ("content", "style", "total")},
-                        **(validation or {}),
-                        "images_per_second": (images_seen - images_at_start) / elapsed if elapsed > 0 else None}
-            _append_csv_row(csv_path, last_row)
-            if writer is not None:
-                for key in ("content", "style", "total", *(validation or {})):
-                    writer.add_scalar(f"loss/{key}", last_row[key], iteration)
-                writer.add_scalar("lr", lr, iteration)
-            window.update({"content": 0.0, "style": 0.0, "total": 0.0, "count": 0})
+        iteration, last = state.iteration, state.iteration == config.iterations
+        validation = _monitor(session, iteration) if iteration % config.monitor_every == 0 or last else None
+        if iteration % config.log_every == 0 or validation or last:
+            last_row = _log(session, state, lr, validation, clock)
         if iteration % config.checkpoint_every == 0:
-            save_checkpoint()
+            _save_checkpoint(session, state)
         if callback is not None:
             try:
-                callback(TrainProgress(iteration, config.iterations, losses, lr, total_skipped, new_skips, validation))
+                callback(TrainProgress(iteration, config.iterations, losses, lr, state.skipped, new_skips, validation))
             except Cancelled:
                 stop.requested = True
-
-    # --- the end: final checkpoint, the decoder in the released layout, the loss curve ---
-    elapsed = time.perf_counter() - started
-    images_per_second = (images_seen - images_at_start) / elapsed if elapsed > 0 else 0.0
-    checksums = _rank_checksums(decoder, distributed)
-    decoder_path, plot_path = run_dir / "decoder.pth", None
-    if main_process:
-        if iteration % config.checkpoint_every != 0:
-            save_checkpoint()
-        state = {key: value.detach().float().cpu().contiguous() for key, value in decoder.state_dict().items()}
-        save_torch(with_record(state, decoder_record), decoder_path)
-        rows = read_losses(csv_path)
-        plot_path = _plot(rows, run_dir)
-        summary = {"iteration": iteration, "losses": {k: last_row.get(k) for k in ("content", "style", "total")},
-                   "skipped": total_skipped, "encoder": encoder_label,
-                   "images_per_second": images_per_second, "world_size": world_size, "decoder_checksums": checksums}
-        _atomic_write(run_dir / "summary.json", lambda f: json.dump(summary, f, indent=2), binary=False)
-    if distributed:
-        torch.distributed.barrier()  # every rank returns once the files exist
-    return TrainResult(run_dir, decoder_path, iteration, {k: last_row.get(k) for k in ("content", "style", "total")},
-                       total_skipped, encoder_label, images_per_second, plot_path)
+    return _finish(session, state, last_row, clock)
 
 
 @torch.no_grad()
-def _monitor(
-    encoder: torch.nn.Module,
-    decoder: torch.nn.Module,
-    monitor: tuple[torch.Tensor, torch.Tensor] | None,
-    config: TrainConfig,
-    amp: torch.dtype | None,
-    device: torch.device,
-    memory_format: torch.memory_format,
-    run_dir: Path,
-    iteration: int,
-    writer: Any,
-    *,
-    score: bool,
-) -> dict[str, float] | None:
+def _monitor(session: _Session, iteration: int) -> dict[str, float] | None:
     """Write the monitor grid for the fixed batch; with held-out images, return their losses."""
-    if monitor is None:
+    if session.monitor is None:
         return None
-    content_all, style_all = monitor
+    config = session.config
+    content_all, style_all = session.monitor
     sums = {"val_content": 0.0, "val_style": 0.0, "val_total": 0.0}
     results = []
     for start in range(0, content_all.shape[0], config.batch_size):
-        content = content_all[start : start + config.batch_size].to(device, memory_format=memory_format)
-        style = style_all[start : start + config.batch_size].to(device, memory_format=memory_format)
-        loss_c, loss_s, output = decoder_losses(encoder, decoder, content, style, amp=amp)
+        content = content_all[start : start + config.batch_size].to(session.device, memory_format=session.memory_format)
+        style = style_all[start : start + config.batch_size].to(session.device, memory_format=session.memory_format)
+        loss_c, loss_s, output = decoder_losses(session.encoder, session.decoder, content, style, amp=session.amp)
         share = content.shape[0] / content_all.shape[0]
         sums["val_content"] += loss_c.item() * share
         sums["val_style"] += loss_s.item() * share
@@ -736,10 +864,11 @@ def _monitor(
         results.append(output.float().clamp(0, 1).cpu())
     shown = min(4, content_all.shape[0])
     grid = _monitor_grid(style_all[:shown], content_all[:shown], torch.cat(results)[:shown])
-    save_image(grid, run_dir / "monitor" / f"iter_{iteration:07d}.png", metadata={"iteration": iteration, "columns": "style | content | result"})
-    if writer is not None:
-        writer.add_image("monitor", np.asarray(grid), iteration, dataformats="HWC")
-    return sums if score else None
+    save_image(grid, session.run_dir / "monitor" / f"iter_{iteration:07d}.png",
+               metadata={"iteration": iteration, "columns": "style | content | result"})
+    if session.writer is not None:
+        session.writer.add_image("monitor", np.asarray(grid), iteration, dataformats="HWC")
+    return sums if session.data.val_content else None
 
 
 def _rank_checksums(decoder: torch.nn.Module, distributed: bool) -> list[float]:

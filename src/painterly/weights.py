@@ -50,11 +50,30 @@ VGG19_CONV_CHANNELS = (
 TORCHVISION_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
 #: Index of each conv in the AdaIN normalised VGG Sequential (index 0 is the 1x1 RGB->BGR conv).
 NORMALISED_INDICES = (2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)
+#: The AdaIN decoder, the one description its module, key layout and layer shapes are built
+#: from: VGG-19 to relu4_1 mirrored, each (in, out) a reflection-padded 3x3 conv followed by a
+#: ReLU (all but the last), each "up" a x2 nearest upsampling.
+DECODER_PLAN: tuple[tuple[int, int] | str, ...] = (
+    (512, 256), "up", (256, 256), (256, 256), (256, 256), (256, 128), "up",
+    (128, 128), (128, 64), "up", (64, 64), (64, 3),
+)  # fmt: skip
+
+
+def _decoder_convs() -> dict[int, tuple[int, int]]:
+    """Sequential index -> (in, out) of each conv: a pad, the conv and a ReLU take three
+    indices, an upsampling one (the released ``decoder.pth`` keys)."""
+    convs, index = {}, 0
+    for step in DECODER_PLAN:
+        if step == "up":
+            index += 1
+        else:
+            convs[index + 1] = step
+            index += 3
+    return convs
+
+
 #: The released AdaIN decoder: Sequential index -> (in, out) channels of each 3x3 conv.
-DECODER_CONVS = {
-    1: (512, 256), 5: (256, 256), 8: (256, 256), 11: (256, 256), 14: (256, 128),
-    18: (128, 128), 21: (128, 64), 25: (64, 64), 28: (64, 3),
-}  # fmt: skip
+DECODER_CONVS = _decoder_convs()
 
 LAYOUTS = ("torchvision", "normalised", "decoder")
 

@@ -15,7 +15,7 @@ from ..device import DEVICE_CHOICES
 from ..errors import SettingsError
 from ..gatys import Progress
 from ..images import IMAGE_SUFFIXES, list_images
-from ..performance import PRECISIONS, SpeedSettings
+from ..speed import PRECISIONS, SpeedSettings
 
 
 def info(message: str) -> None:

@@ -33,7 +33,7 @@ from ..images import (
     tensor_to_image,
 )
 from ..errors import SettingsError
-from ..performance import GATYS_SPEED
+from ..speed import GATYS_SPEED
 from ..profiles import PROFILE_CHOICES, RANDOM_FEATURES
 from ..plotting import plot_losses
 from ..reproduce import describe_inputs, weight_file_inputs

@@ -10,15 +10,14 @@ Every case is timed twice in the same process, on the same random weights and in
   the PyTorch tutorial does: an ``nn.Sequential`` VGG-19 cut at the deepest layer the loss
   reads, its weights frozen (no weight gradients), the targets computed once, float32, NCHW,
   eager; its loss is written out independently of painterly's. The honest baseline.
-* ``painterly``: the default :class:`~painterly.performance.SpeedSettings` (inference mode,
+* ``painterly``: the default :class:`~painterly.speed.SpeedSettings` (inference mode,
   channels_last, bfloat16 where the device computes it natively), truncated encoders, cached
   style statistics and Gatys targets.
 
 A time is the median of ``repeats`` runs after ``warmup`` runs. Gatys also reports time to
 quality (``gatys_time_to_loss``): the wall time each way takes to reach the loss that the
-frozen reference reaches in that many iterations. FLOPs count convolutions (and
-Gram matrices) only, 2 per multiply-add (docs/recipes.md), so GFLOP/s compare with a device's
-peak. Weights are seeded random (Kaiming-normal): speed does not depend on their values, but
+frozen reference reaches in that many iterations. FLOPs are counted by
+:mod:`painterly.bench.flops`. Weights are seeded random (Kaiming-normal): speed does not depend on their values, but
 the bfloat16 accuracy (PSNR against float32) may differ with trained weights.
 """
 
@@ -28,8 +27,6 @@ import copy
 import json
 import math
 import os
-import platform
-import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,39 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, AdaINModel, adain, blend_styles, build_decoder
-from .device import resolve_device
-from .encoder import IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES, VGG19Encoder, deepest_layer, load_encoder
-from .errors import Cancelled, SettingsError
-from .files import atomic_path
-from .gatys import GatysObjective, GatysSettings, Progress, get_preset, initial_image, make_optimizer, optimize, pixel_scale
-from .images import image_to_tensor, tensor_to_image
-from .losses import channel_mean_std, content_loss, mean_std_style_loss
-from .performance import (
-    ADAIN_SPEED,
-    GATYS_SPEED,
-    PeakMemory,
-    SpeedSettings,
-    adain_flops,
-    gatys_iteration_flops,
-    plan_memory,
-    psnr,
-    resolve_precision,
-    training_step_flops,
-)
-from .weights import NORMALISED_INDICES, TORCHVISION_INDICES, VGG19_CONV_CHANNELS, random_vgg19_state_dict
-
-#: Dense peak TFLOP/s (float32, bfloat16) of GPUs by a substring of their name, from the
-#: vendors' data sheets (SXM parts, no sparsity). The float32 figure is TF32's: cuDNN runs
-#: float32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32).
-GPU_PEAK_TFLOPS = {
-    "H200": (494.7, 989.4),
-    "H100": (494.7, 989.4),
-    "A100": (156.0, 312.0),
-    "L40S": (183.0, 362.0),
-    "RTX 4090": (82.6, 165.2),
-    "A10": (62.5, 125.0),
-}
+from ..adain import ADAIN_LAYER, AdaINModel, adain, blend_styles, build_decoder
+from ..device import resolve_device
+from ..encoder import IMAGENET_MEAN, IMAGENET_STD, LAYER_NAMES, VGG19Encoder, deepest_layer, load_encoder
+from ..errors import Cancelled, SettingsError
+from ..files import atomic_path
+from ..gatys import GatysObjective, GatysSettings, Progress, get_preset, initial_image, make_optimizer, optimize, pixel_scale
+from ..images import image_to_tensor, tensor_to_image
+from ..losses import channel_mean_std
+from ..memory import plan_memory
+from ..speed import ADAIN_SPEED, GATYS_SPEED, SpeedSettings, resolve_precision
+from ..training import decoder_losses
+from ..weights import NORMALISED_INDICES, TORCHVISION_INDICES, VGG19_CONV_CHANNELS, random_vgg19_state_dict
+from .flops import adain_flops, gatys_iteration_flops, training_step_flops
+from .measure import device_info, psnr, synchronize, time_calls
 
 BenchCallback = Callable[[int, int, str], None]
 #: The variants others are compared with: the naive run, and for Gatys the frozen reference.
@@ -182,95 +160,6 @@ class BenchReport:
         with atomic_path(path) as temporary:
             temporary.write_text(text)
         return path
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(calls: dict[str, Callable[[], Any]], *, device: torch.device, warmup: int = 1,
-               repeats: int = 3) -> dict[str, tuple[float, int | None, Any]]:
-    """For each named call: median seconds, peak memory added, and its result.
-
-    The calls take turns, repeat after repeat, so that a load that comes and goes (a shared
-    machine) falls on all of them alike. The first warm-up call of each is the one whose memory
-    is measured (measuring slows it); with ``warmup`` 0 an extra untimed call does it.
-    """
-    peaks, results, times = {}, {}, {name: [] for name in calls}
-    for name, call in calls.items():
-        with PeakMemory(device) as memory:
-            results[name] = call()
-        peaks[name] = memory.peak_bytes
-        for _ in range(warmup - 1):
-            call()
-    for _ in range(repeats):
-        for name, call in calls.items():
-            _sync(device)
-            start = time.perf_counter()
-            results[name] = call()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(times[name]), peaks[name], results[name]) for name in calls}
-
-
-#: Side of the square matrices whose product measures a device's practical peak.
-MATMUL_SIZE = 2048
-
-
-def matmul_gflops(device: torch.device, precision: str, *, size: int = MATMUL_SIZE, repeats: int = 5) -> float:
-    """GFLOP/s of the fastest of ``repeats`` (size x size) @ (size x size) products (2 size^3
-    FLOPs) at ``precision``: the practical peak of a device whose data sheet is not known here,
-    such as a CPU. The fastest, not the median: a peak, as little disturbed by other load as can be."""
-    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
-    generator = torch.Generator().manual_seed(0)
-    a, b = (torch.randn((size, size), generator=generator).to(device, dtype) for _ in range(2))
-    for _ in range(2):  # warm-up: thread pools, kernel choice
-        a @ b
-    fastest = math.inf
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        fastest = min(fastest, time.perf_counter() - start)
-    return 2 * size**3 / fastest / 1e9
-
-
-def device_info(device: torch.device, *, peak_gflops: float | None = None) -> dict[str, Any]:
-    """The device's name, threads, native bf16 support and peak GFLOP/s per precision, with
-    where the peak comes from: ``peak_gflops`` if given, a GPU's data sheet, or else measured
-    on a matrix product (:func:`matmul_gflops`; bfloat16 only where native)."""
-    bf16_native = resolve_precision("auto", device) == "bfloat16"
-    info: dict[str, Any] = {"type": device.type, "torch": torch.__version__, "bf16_native": bf16_native}
-    if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-        peaks = next((p for key, p in GPU_PEAK_TFLOPS.items() if key in info["name"]), None)
-        if peaks:
-            info["peak_gflops"] = {"float32": peaks[0] * 1000, "bfloat16": peaks[1] * 1000}
-            info["peak_source"] = "data sheet (dense; float32 as TF32)"
-    else:
-        info["name"] = _cpu_name()
-        info["threads"] = torch.get_num_threads()
-    if peak_gflops:
-        info["peak_gflops"] = {"float32": peak_gflops, "bfloat16": peak_gflops}
-        info["peak_source"] = "given"
-    elif "peak_gflops" not in info:
-        precisions = ("float32", "bfloat16") if bf16_native else ("float32",)
-        info["peak_gflops"] = {p: matmul_gflops(device, p) for p in precisions}
-        info["peak_source"] = f"measured: {MATMUL_SIZE}x{MATMUL_SIZE} matrix product"
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,12 +439,12 @@ def bench_gatys_time_to_loss(config: BenchConfig, device: torch.device, report: 
     generator = torch.Generator().manual_seed(seed + 1)
     content_image, style_image = (tensor_to_image(torch.rand((1, 3, size, size), generator=generator)) for _ in range(2))
     content, style = image_to_tensor(content_image).to(device), image_to_tensor(style_image).to(device)
-    _sync(device)
+    synchronize(device)
     begin = time.perf_counter()
     run = _GatysRun(lambda loss=frozen_reference(settings, content, style, seed=seed): loss,
                     initial_image(content, settings, seed=seed), settings)
     losses = [run() for _ in range(iterations)]
-    _sync(device)
+    synchronize(device)
     target, seconds = losses[-1], time.perf_counter() - begin
     report.measurements.append(_measurement("gatys to loss", "frozen reference", size, 1, seconds, 0.0, "float32",
                                             final_loss=target))
@@ -566,7 +455,7 @@ def bench_gatys_time_to_loss(config: BenchConfig, device: torch.device, report: 
 
         def stop_at_target(progress: Progress) -> None:
             if progress.scale == progress.scales and progress.losses["total"] <= target:
-                _sync(device)
+                synchronize(device)
                 reached.update(seconds=time.perf_counter() - begin, loss=progress.losses["total"],
                                iteration=progress.iteration)
                 raise Cancelled("reached")
@@ -608,19 +497,16 @@ def bench_training(config: BenchConfig, device: torch.device, report: BenchRepor
 
 def _training_step(speed: SpeedSettings, device: torch.device, encoder: nn.Module, decoder: nn.Module,
                    content: torch.Tensor, style: torch.Tensor) -> Callable[[], float]:
-    """One step of pytorch-AdaIN's training on copies of the networks, run with ``speed``."""
+    """One step of pytorch-AdaIN's training (the loss of :func:`painterly.training.decoder_losses`)
+    on copies of the networks, run with ``speed``."""
     encoder, decoder = _prepared(encoder, speed), _prepared(decoder, speed).train().requires_grad_(True)
     optimizer = torch.optim.Adam(decoder.parameters(), lr=1e-4)
     content, style = speed.input(content), speed.input(style)
+    amp = torch.bfloat16 if resolve_precision(speed.precision, device) == "bfloat16" else None
 
     def train_step() -> float:
-        with speed.running(device, grad=True):
-            with torch.no_grad():
-                targets = encoder(style, STYLE_LOSS_LAYERS)
-                t = adain(encoder(content)[ADAIN_LAYER], targets[ADAIN_LAYER])
-            features = encoder(decoder(t), STYLE_LOSS_LAYERS)
-            loss = content_loss(features[ADAIN_LAYER], t) + TRAINING_STYLE_WEIGHT * sum(
-                mean_std_style_loss(features[layer], targets[layer]) for layer in STYLE_LOSS_LAYERS)
+        loss_c, loss_s, _ = decoder_losses(encoder, decoder, content, style, amp=amp)
+        loss = loss_c + TRAINING_STYLE_WEIGHT * loss_s
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
