@@ -47,7 +47,14 @@ from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import PainterlyError, SettingsError
 from .files import load_torch, save_torch
-from .gatys_tiles import content_features_in_tiles, grams_in_tiles, minimum_tile, tiled_losses
+from .gatys_tiles import (
+    content_features_in_tiles,
+    content_style_losses_in_tiles,
+    layer_scales_in_tiles,
+    minimum_tile,
+    targets_in_tiles,
+    tiled_losses,
+)
 from .images import (
     MIN_SIZE,
     check_masks,
@@ -391,8 +398,8 @@ class GatysObjective:
     style, the content's size; Gram and mean-std only) each style has its own term, weighted by
     w_k: the output's statistics inside the style's region (the mask shrunk to each layer by
     area averaging) against those of the whole style image (Gatys et al. 2017).
-    With ``tile_size`` (Gram matrices only) the targets are computed tile by tile
-    (:mod:`painterly.gatys_tiles`).
+    With ``tile_size`` (Gram and mean-std only) the targets, and the calibration, are computed
+    tile by tile (:mod:`painterly.gatys_tiles`).
     """
 
     def __init__(
@@ -429,10 +436,7 @@ class GatysObjective:
         self.style_terms: list[tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]] = []
         with torch.no_grad():
             if settings.calibrate_layers:
-                # Per-layer scale from the content image: deterministic, and every layer's
-                # features then have a root mean square of 1 on it.
-                raw = self.encoder(content, self.layers)
-                self.calibration = {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
+                self.calibration = self._layer_scales(content)
             if tile_size is None:
                 features = self._features(content)
                 shapes = {layer: features[layer].shape[-2:] for layer in self.layers}
@@ -458,10 +462,24 @@ class GatysObjective:
             #: Each style layer's term is divided by this (1 unless calibrated).
             self.style_norms = {layer: 1.0 for layer in self.style_layers}
             if settings.calibrate_layers:
-                # The content image's own style loss at each layer: every layer then starts at 1
-                # whatever its size, depth or loss, so style_weight means the same for all losses.
-                self.style_norms = {layer: max(float(self._layer_style_loss(features, layer, content * self.pixel_scale)), 1e-12)
-                                    for layer in self.style_layers}
+                self.style_norms = self._content_style_losses(content, features)
+
+    def _layer_scales(self, content: torch.Tensor) -> dict[str, float]:
+        """Per-layer scale from the content image: deterministic, and every layer's features
+        then have a root mean square of 1 on it."""
+        if self.tile_size is not None:
+            return layer_scales_in_tiles(self, content, tile_size=self.tile_size)
+        raw = self.encoder(content, self.layers)
+        return {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
+
+    def _content_style_losses(self, content: torch.Tensor, features: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The content image's own style loss at each layer (``features``: its calibrated ones,
+        unless tiled): every layer then starts at 1 whatever its size, depth or loss, so
+        style_weight means the same for all losses."""
+        if self.tile_size is not None:
+            return content_style_losses_in_tiles(self, content, tile_size=self.tile_size)
+        return {layer: max(float(self._layer_style_loss(features, layer, content * self.pixel_scale)), 1e-12)
+                for layer in self.style_layers}
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
@@ -485,9 +503,9 @@ class GatysObjective:
         return sorted_projections(features, self.projections.get(layer))
 
     def _style_targets(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A style image's target statistics at every style layer (Grams tile by tile with tiles)."""
+        """A style image's target statistics at every style layer (tile by tile with tiles)."""
         if self.tile_size is not None:
-            return grams_in_tiles(self, style, tile_size=self.tile_size)
+            return targets_in_tiles(self, style, tile_size=self.tile_size)
         return self._targets(self._features(style))
 
     def _targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -917,18 +935,21 @@ def _check_resumable(settings: GatysSettings, checkpoint: Mapping[str, Any]) -> 
         raise SettingsError(f"the checkpoint is at scale {checkpoint['scale']} of a run with {settings.scales} scales")
 
 
+#: Style losses whose statistics are sums over feature positions, which tiles add up exactly.
+TILEABLE_STYLE_LOSSES = ("gram", "mean-std")
+
+
 def _check_tileable(settings: GatysSettings) -> None:
-    """Tiles compute Gram matrices exactly (:mod:`painterly.gatys_tiles`); refuse what they do not cover."""
-    unsupported = [name for name, used in (
-        (f"style_loss {settings.style_loss}", settings.style_loss != "gram"),
-        ("calibrate_layers", settings.calibrate_layers),
-        ("style_layer_weights", bool(settings.style_layer_weights)),
-        ("normalize_gradients", settings.normalize_gradients),
-    ) if used]
-    if unsupported:
-        raise SettingsError(f"this run needs tiles (or --tile was given), and tiled optimisation does not support "
-                            f"{', '.join(unsupported)} yet: use a smaller --size, --no-tile with more memory, "
-                            "or --style-loss gram --profile none")
+    """Tiles compute sums over positions exactly (:mod:`painterly.gatys_tiles`); refuse what is not one."""
+    reasons = []
+    if settings.style_loss not in TILEABLE_STYLE_LOSSES:
+        reasons.append(f"style_loss {settings.style_loss} (it sorts every position's features at once)")
+    if settings.normalize_gradients:
+        reasons.append("normalize_gradients (it divides by the L1 norm of a feature gradient over the whole image)")
+    if reasons:
+        raise SettingsError(f"this run needs tiles (or --tile was given), and tiles cannot compute {' or '.join(reasons)} "
+                            "exactly: use a smaller --size, --no-tile with more memory, or --style-loss gram or mean-std "
+                            "without --normalize-gradients")
 
 
 @dataclass
