@@ -30,6 +30,7 @@ from painterly.gatys_tiles import (
 from painterly.images import read_metadata
 from painterly.losses import mean_std_style_loss
 from painterly.memory import gatys_memory
+from painterly.profiles import RANDOM_FEATURE_SETTINGS
 from painterly.speed import GATYS_SPEED
 
 #: A truncated network: relu3_1 needs a 12 px halo (10, rounded up to its stride of 4).
@@ -59,20 +60,19 @@ def test_the_halo_is_the_receptive_field_rounded_to_the_stride():
         plan_tiles(45, 61, tile_size=27, layers=LAYERS)
 
 
-@pytest.mark.parametrize("flavour, masked", [("torchvision", False), ("torchvision", True), ("normalised", False)])
-def test_tiled_loss_and_gradient_equal_one_pass(flavour, masked):
+def assert_tiles_equal_one_pass(encoder: VGG19Encoder, settings: GatysSettings, *, masked: bool) -> None:
+    """Targets, calibration, loss and gradient of a 3 x 3-tile objective against one pass's, to 1e-5."""
     torch.manual_seed(0)
-    if flavour == "torchvision":  # zero padding, floor pooling
-        encoder, _ = load_encoder("random", last_layer="relu3_1", seed=0)
-    else:  # reflection padding, ceil pooling: odd sizes keep half pooling windows at the edges
-        encoder = VGG19Encoder(flavour="normalised", last_layer="relu3_1")
     content, mask = torch.rand(1, 3, 37, 45), torch.rand(1, 1, 37, 45)
     styles = [torch.rand(1, 3, 29, 41)] + ([torch.rand(1, 3, 33, 30)] if masked else [])
     masks = [mask, 1 - mask] if masked else None
-    one_pass = GatysObjective(encoder, content, styles, SETTINGS, masks=masks)
-    tiled = GatysObjective(encoder, content, styles, SETTINGS, masks=masks, tile_size=40)  # 3 x 3 tiles
+    one_pass = GatysObjective(encoder, content, styles, settings, masks=masks)
+    tiled = GatysObjective(encoder, content, styles, settings, masks=masks, tile_size=40)  # 3 x 3 tiles
     for layer, target in one_pass.content_targets.items():
         assert relative(tiled.content_targets[layer], target) < 1e-5
+    for name in ("calibration", "style_norms"):  # per-layer numbers, all 1 unless calibrated
+        for layer, value in getattr(one_pass, name).items():
+            assert getattr(tiled, name)[layer] == pytest.approx(value, rel=1e-5), (name, layer)
     pixels = (255 * torch.rand(1, 3, 37, 45)).requires_grad_(True)
     expected = one_pass(pixels)
     expected["total"].backward()
@@ -83,14 +83,45 @@ def test_tiled_loss_and_gradient_equal_one_pass(flavour, masked):
     assert relative(pixels.grad, gradient) < 1e-5
 
 
-def test_lbfgs_steps_in_tiles_give_one_pass_pixels():
+@pytest.mark.parametrize("flavour, masked", [("torchvision", False), ("torchvision", True), ("normalised", False)])
+def test_tiled_loss_and_gradient_equal_one_pass(flavour, masked):
+    if flavour == "torchvision":  # zero padding, floor pooling
+        encoder, _ = load_encoder("random", last_layer="relu3_1", seed=0)
+    else:  # reflection padding, ceil pooling: odd sizes keep half pooling windows at the edges
+        encoder = VGG19Encoder(flavour="normalised", last_layer="relu3_1")
+    assert_tiles_equal_one_pass(encoder, SETTINGS, masked=masked)
+
+
+#: The random-features profile's settings (mean-std of calibrated layers, average pooling, no
+#: TV, init content) on the truncated network.
+PROFILE = SETTINGS.updated(**{key: value for key, value in RANDOM_FEATURE_SETTINGS.items() if key != "iterations"})
+
+
+@pytest.mark.parametrize("settings, masked", [
+    (PROFILE, False),
+    (PROFILE.updated(style_layer_weights=(1.0, 0.5, 2.0)), True),  # guided means and stds
+    (SETTINGS.updated(style_loss="mean-std", pooling="max"), False),
+    (SETTINGS.updated(calibrate_layers=True, style_layer_weights=(1.0, 0.0, 3.0)), True),  # guided Grams, calibrated
+], ids=["profile", "profile-masked-layer-weights", "mean-std", "gram-calibrated-masked"])
+def test_the_random_features_profile_and_mean_std_tile_exactly(settings, masked):
+    """Calibration (each layer's RMS and the content's own style loss) and channel moments are
+    sums over positions too, so tiles give them, and the loss and gradient, as one pass does."""
+    assert PROFILE.style_loss == "mean-std" and PROFILE.calibrate_layers and PROFILE.pooling == "avg"
+    encoder, _ = load_encoder("random", last_layer="relu3_1", seed=0, pooling=settings.pooling)
+    assert_tiles_equal_one_pass(encoder, settings, masked=masked)
+
+
+@pytest.mark.parametrize("profile", [False, True], ids=["gram", "random-features"])
+def test_lbfgs_steps_in_tiles_give_one_pass_pixels(profile):
     """In float64: L-BFGS's first curvature pair is the difference of two nearly equal gradients,
     which turns float32 rounding of any kind (channels_last alone does it) into percent-level
     pixel differences after three steps; in float64 what is left is the tiling's own error."""
-    encoder, _ = load_encoder("random", last_layer="relu2_1", seed=0)
+    base = PROFILE if profile else SETTINGS
+    torch.manual_seed(0)  # the inputs, whatever ran before
+    encoder, _ = load_encoder("random", last_layer="relu2_1", seed=0, pooling=base.pooling)
     encoder = encoder.double()
     content, style = torch.rand(1, 3, 21, 27, dtype=torch.float64), torch.rand(1, 3, 24, 24, dtype=torch.float64)
-    settings = SETTINGS.updated(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=3, init="content")
+    settings = base.updated(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), iterations=3, init="content")
     runs = [optimize_image(content, [style], encoder=encoder, settings=settings, tile_size=tile) for tile in (None, 16)]
     assert runs[1].history[-1]["total"] == pytest.approx(runs[0].history[-1]["total"], rel=1e-5)
     assert runs[1].history[-1]["total"] < 0.9 * runs[1].history[0]["total"]
@@ -136,7 +167,7 @@ def test_channel_moments_plug_into_the_same_two_passes():
     assert relative(image.grad, gradient) < 1e-5
 
 
-# The preset's Gram loss, not the random-features profile's: tiles compute Gram matrices.
+# The preset's Gram loss with Adam (the random-features profile's run is tested below).
 TINY = ["--size", "40", "--weights", "random", "--profile", "none", "--quiet", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1", "relu2_1", "--optimizer", "adam", "--iterations", "3", "--init", "content"]
 
@@ -194,8 +225,35 @@ def test_sweep_and_the_python_api_pass_tiles_on(scene_path, stripes_path, tmp_pa
         optimize(make_scene(), make_stripes(), size=48, iterations=1, weights="random", tile="yes")
 
 
-def test_tiles_refuse_what_they_do_not_compute_exactly():
-    # The random-features profile compares means and stds of calibrated layers: not tiled yet.
-    with pytest.raises(SettingsError, match="does not support style_loss mean-std, calibrate_layers"):
+def test_a_random_weights_run_tiles_with_its_profile(scene_path, stripes_path, tmp_path, capsys):
+    """The random-features profile (every offline run's) tiles on request, and the planner tiles it
+    rather than refusing when one pass would not fit."""
+    tiny = ["--size", "40", "--weights", "random", "--quiet", "--content-layers", "relu2_1",
+            "--style-layers", "relu1_1", "relu2_1", "--iterations", "2"]
+    tiled = tmp_path / "tiled.png"
+    code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(stripes_path), "-o", str(tiled), *tiny,
+                                  "--tile", "--tile-size", "24")
+    metadata = read_metadata(tiled)
+    assert code == 0 and "tiles: 24 px" in stderr, stderr
+    assert metadata["tile_sizes"] == [24] and metadata["profile"] == "random-features"
+    assert metadata["style_loss"] == "mean-std" and metadata["calibrate_layers"] and metadata["pooling"] == "avg"
+    layers = ("relu2_1", "relu1_1", "relu2_1")
+    one_pass = gatys_memory(27, 40, layers=layers, optimizer="lbfgs")
+    budget = (one_pass + gatys_memory(27, 40, layers=layers, optimizer="lbfgs", tile_size=24)) / 2
+    auto = tmp_path / "auto.png"
+    code, stderr = run_in_process(capsys, "optimize", str(scene_path), str(stripes_path), "-o", str(auto), *tiny,
+                                  "--max-memory", str(budget / 2**30))
+    assert code == 0 and read_metadata(auto)["tile_sizes"][0] in range(24, 40), stderr
+    assert read_metadata(auto)["profile"] == "random-features"
+
+
+@pytest.mark.parametrize("change, reason", [
+    (dict(style_loss="sliced-wasserstein"), "style_loss sliced-wasserstein (it sorts every position's features at once)"),
+    (dict(style_loss="histogram"), "style_loss histogram (it sorts"),
+    (dict(normalize_gradients=True), "normalize_gradients (it divides by the L1 norm of a feature gradient over the whole image)"),
+])
+def test_tiles_refuse_what_they_do_not_compute_exactly(change, reason):
+    with pytest.raises(SettingsError, match="tiles cannot compute") as refusal:
         optimize(make_scene(), make_stripes(), size=40, iterations=1, weights="random", tile=True, tile_size=24,
-                 content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+                 content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), **change)
+    assert reason in str(refusal.value) and "\n" not in str(refusal.value)

@@ -36,7 +36,7 @@ from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
 from .device import resolve_device
 from .encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import SettingsError, WeightsError
-from .images import check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
+from .images import check_masks, check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
 from .memory import MemoryPlan, plan_memory
 from .speed import ADAIN_SPEED, SpeedSettings, resolve_precision
@@ -397,16 +397,6 @@ def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Seque
     return normalized_weights(style_weights, style_count)
 
 
-def _check_masks(masks: Sequence[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
-    for index, mask in enumerate(masks, start=1):
-        if mask.size != size:
-            raise SettingsError(
-                f"mask {index} is {mask.width}x{mask.height} but the content image is {size[0]}x{size[1]}: "
-                "masks must have the content's size"
-            )
-    return [mask.convert("L") for mask in masks]
-
-
 def _mask_array(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """A mask (L) at ``size`` as uint8, reflect-padded to a multiple of 8 like the content."""
     if mask.size != size:
@@ -681,7 +671,7 @@ def stylize_batch(
     checked_masks = None
     if masks is not None:
         for content in contents:  # every content must have the masks' size
-            checked_masks = _check_masks(masks, content.size)
+            checked_masks = check_masks(masks, content.size, count=len(styles))
     if content_size is not None:
         contents = [resize_longer_side(content, content_size) for content in contents]
     if style_size is not None:

@@ -47,8 +47,23 @@ from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import NonFiniteLossError, PainterlyError, SettingsError
 from .files import load_torch, save_torch
-from .gatys_tiles import content_features_in_tiles, grams_in_tiles, minimum_tile, tiled_losses
-from .images import MIN_SIZE, check_min_side, check_size, image_to_tensor, resize_longer_side, tensor_to_image
+from .gatys_tiles import (
+    content_features_in_tiles,
+    content_style_losses_in_tiles,
+    layer_scales_in_tiles,
+    minimum_tile,
+    targets_in_tiles,
+    tiled_losses,
+)
+from .images import (
+    MIN_SIZE,
+    check_masks,
+    check_min_side,
+    check_size,
+    image_to_tensor,
+    resize_longer_side,
+    tensor_to_image,
+)
 from .losses import (
     channel_mean_std,
     content_loss,
@@ -64,7 +79,7 @@ from .losses import (
     temporal_loss,
     total_variation_loss,
 )
-from .memory import plan_memory
+from .memory import MemoryPlan, plan_memory
 from .profiles import profile_changes, resolve_profile
 from .speed import GATYS_SPEED, SpeedSettings, resolve_precision
 from .weights import Progress as DownloadProgress
@@ -384,8 +399,8 @@ class GatysObjective:
     style, the content's size; Gram and mean-std only) each style has its own term, weighted by
     w_k: the output's statistics inside the style's region (the mask shrunk to each layer by
     area averaging) against those of the whole style image (Gatys et al. 2017).
-    With ``tile_size`` (Gram matrices only) the targets are computed tile by tile
-    (:mod:`painterly.gatys_tiles`).
+    With ``tile_size`` (Gram and mean-std only) the targets, and the calibration, are computed
+    tile by tile (:mod:`painterly.gatys_tiles`).
     """
 
     def __init__(
@@ -422,10 +437,7 @@ class GatysObjective:
         self.style_terms: list[tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]] = []
         with torch.no_grad():
             if settings.calibrate_layers:
-                # Per-layer scale from the content image: deterministic, and every layer's
-                # features then have a root mean square of 1 on it.
-                raw = self.encoder(content, self.layers)
-                self.calibration = {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
+                self.calibration = self._layer_scales(content)
             if tile_size is None:
                 features = self._features(content)
                 shapes = {layer: features[layer].shape[-2:] for layer in self.layers}
@@ -451,10 +463,24 @@ class GatysObjective:
             #: Each style layer's term is divided by this (1 unless calibrated).
             self.style_norms = {layer: 1.0 for layer in self.style_layers}
             if settings.calibrate_layers:
-                # The content image's own style loss at each layer: every layer then starts at 1
-                # whatever its size, depth or loss, so style_weight means the same for all losses.
-                self.style_norms = {layer: max(float(self._layer_style_loss(features, layer, content * self.pixel_scale)), 1e-12)
-                                    for layer in self.style_layers}
+                self.style_norms = self._content_style_losses(content, features)
+
+    def _layer_scales(self, content: torch.Tensor) -> dict[str, float]:
+        """Per-layer scale from the content image: deterministic, and every layer's features
+        then have a root mean square of 1 on it."""
+        if self.tile_size is not None:
+            return layer_scales_in_tiles(self, content, tile_size=self.tile_size)
+        raw = self.encoder(content, self.layers)
+        return {layer: float(value.float().pow(2).mean().sqrt().clamp_min(1e-12)) for layer, value in raw.items()}
+
+    def _content_style_losses(self, content: torch.Tensor, features: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The content image's own style loss at each layer (``features``: its calibrated ones,
+        unless tiled): every layer then starts at 1 whatever its size, depth or loss, so
+        style_weight means the same for all losses."""
+        if self.tile_size is not None:
+            return content_style_losses_in_tiles(self, content, tile_size=self.tile_size)
+        return {layer: max(float(self._layer_style_loss(features, layer, content * self.pixel_scale)), 1e-12)
+                for layer in self.style_layers}
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.encoder(image, self.layers)
@@ -478,9 +504,9 @@ class GatysObjective:
         return sorted_projections(features, self.projections.get(layer))
 
     def _style_targets(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A style image's target statistics at every style layer (Grams tile by tile with tiles)."""
+        """A style image's target statistics at every style layer (tile by tile with tiles)."""
         if self.tile_size is not None:
-            return grams_in_tiles(self, style, tile_size=self.tile_size)
+            return targets_in_tiles(self, style, tile_size=self.tile_size)
         return self._targets(self._features(style))
 
     def _targets(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -632,6 +658,138 @@ def schedule(optimizer: torch.optim.Optimizer, settings: GatysSettings, iteratio
             group["eps"] = settings.adam_eps / math.sqrt(1 - settings.adam_betas[1] ** (iteration + 1))
 
 
+#: A function of the optimised pixels giving named losses, ``total`` among them. Its total
+#: carries the gradient, or (tiles) the gradient is in the pixels' ``.grad`` already.
+Objective = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def optimize_pixels(
+    objective: Objective,
+    pixels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    settings: GatysSettings,
+    pixel_scale: float | torch.Tensor,
+    start: int = 0,
+    on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Descend ``objective`` from ``pixels`` (a leaf the ``optimizer`` owns) for iterations
+    ``start`` to ``settings.iterations``, with its learning-rate schedule and clamping.
+
+    Returns one row of losses per iteration, those at the iteration's start; ``on_iteration``
+    (1-based iteration, losses) sees each row as it comes and may raise to stop the run.
+    """
+    history: list[dict[str, float]] = []
+    for iteration in range(start, settings.iterations):
+        schedule(optimizer, settings, iteration)
+        reported: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            if settings.clamp == "closure":  # as the PyTorch tutorial, before every evaluation
+                clamp_pixels(pixels, pixel_scale)
+            optimizer.zero_grad()
+            losses = objective(pixels)
+            if losses["total"].requires_grad:  # else a tiled objective has filled pixels.grad
+                losses["total"].backward()
+            if not reported:  # the losses at the start of this iteration
+                reported.update({key: value.detach() for key, value in losses.items()})
+            return losses["total"]
+
+        optimizer.step(closure)
+        if settings.clamps_after_step():  # keep pixels valid, as the TensorFlow blog clips each step
+            clamp_pixels(pixels, pixel_scale)
+        # one device-to-host copy for all the terms, not one per term (a sync each on a GPU)
+        losses = dict(zip(reported, torch.stack(list(reported.values())).tolist()))
+        if not math.isfinite(losses["total"]):
+            raise NonFiniteLossError(
+                f"the loss became {losses['total']} at iteration {iteration + 1}: "
+                "lower the learning rate or the weights"
+            )
+        history.append({"iteration": iteration + 1, **losses})
+        if on_iteration is not None:
+            on_iteration(iteration + 1, losses)
+    return history
+
+
+def pixel_objective(
+    objective: GatysObjective,
+    *,
+    settings: GatysSettings,
+    speed: SpeedSettings = GATYS_SPEED,
+    tile_size: int | None = None,
+    temporal: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+) -> Objective:
+    """``objective`` as :func:`optimize_pixels` drives it: under ``speed``'s precision, in tiles
+    of ``tile_size`` (:func:`painterly.gatys_tiles.tiled_losses`, which fills the pixels'
+    gradient itself), plus ``temporal`` (target, mask, weight)'s term when given."""
+
+    def losses_of(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        if tile_size is not None:  # statistics over the tiles, then each tile's gradient
+            losses = tiled_losses(objective, pixels, tile_size=tile_size, speed=speed)
+        else:
+            with speed.running(pixels.device, grad=True):
+                losses = objective(pixels)
+        if temporal is not None:
+            target, mask, weight = temporal
+            losses["temporal"] = weight * temporal_loss(pixels / settings.pixel_scale, target, mask)
+            losses["total"] = losses["total"] + losses["temporal"]
+        return losses
+
+    return losses_of
+
+
+@dataclass
+class RunRecord:
+    """What a checkpoint records about the whole run of :func:`optimize`, besides the optimiser's
+    state: its settings, seed, weights, profile, inputs, the scale it is at and the loss history
+    so far (the run's list, growing as it goes)."""
+
+    settings: GatysSettings
+    seed: int
+    weights: str
+    profile: str | None
+    inputs: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    scale: int = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run as it stands after an iteration: the optimised pixels (in the recipe's pixel space),
+    the optimiser's state, the iteration within the scale and, from :func:`optimize`, the run's
+    :class:`RunRecord`. :meth:`to_dict` is what :func:`save_checkpoint` writes and ``resume`` reads."""
+
+    pixels: torch.Tensor
+    optimizer: dict[str, Any]
+    iteration: int
+    record: RunRecord | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        state = {"pixels": self.pixels, "optimizer": self.optimizer, "iteration": self.iteration}
+        if self.record is None:  # optimize_image called alone: this scale's state, nothing to resume
+            return state
+        record = self.record
+        return {**state, "format": CHECKPOINT_FORMAT, "settings": record.settings.to_dict(), "seed": record.seed,
+                "weights": record.weights, "profile": record.profile, "scale": record.scale,
+                "history": list(record.history), "inputs": record.inputs}
+
+
+def _starting_pixels(content: torch.Tensor, settings: GatysSettings, scale: float | torch.Tensor, *,
+                     init_image: torch.Tensor | None, resume: Mapping[str, Any] | None, seed: int) -> tuple[torch.Tensor, int]:
+    """The optimised variable (pixels times ``scale``, a fresh leaf) and the iterations done."""
+    if resume is not None:
+        start, done = resume["pixels"].to(content), int(resume["iteration"])
+        if start.shape != content.shape:
+            raise SettingsError(
+                f"the checkpoint's image is {tuple(start.shape)}, this run's {tuple(content.shape)}: "
+                "resume with the same content image and size"
+            )
+    else:
+        start = scale * (init_image if init_image is not None else initial_image(content, settings, seed=seed))
+        done = 0
+    return start.detach().clone().contiguous().requires_grad_(True), done
+
+
 def optimize_image(
     content: torch.Tensor,
     styles: Sequence[torch.Tensor],
@@ -647,6 +805,7 @@ def optimize_image(
     callback: ProgressCallback | None = None,
     temporal: tuple[torch.Tensor, torch.Tensor, float] | None = None,
     tile_size: int | None = None,
+    record: RunRecord | None = None,
 ) -> GatysResult:
     """Run Gatys transfer at one scale on tensors (1, 3, H, W) in [0, 1]; styles may have other sizes.
 
@@ -661,6 +820,7 @@ def optimize_image(
     (video: the previous frame's result warped onto this one, Ruder et al. 2016).
     ``tile_size``: compute each iteration in tiles of at most that side (:mod:`painterly.gatys_tiles`),
     the same loss and gradient as one pass up to rounding, in the memory of a tile.
+    ``record``: the whole run's part of the checkpoints (:func:`optimize` gives it).
     """
     if not styles:
         raise SettingsError("at least one style image is needed")
@@ -670,69 +830,28 @@ def optimize_image(
     with speed.running(content.device, grad=True):
         objective = GatysObjective(encoder, content, styles, settings, style_weights=style_weights, masks=masks, seed=seed,
                                    tile_size=tile_size)
-    if resume is not None:
-        start, done = resume["pixels"].to(content), int(resume["iteration"])
-        if start.shape != content.shape:
-            raise SettingsError(
-                f"the checkpoint's image is {tuple(start.shape)}, this run's {tuple(content.shape)}: "
-                "resume with the same content image and size"
-            )
-    else:
-        start = objective.pixel_scale * (init_image if init_image is not None else initial_image(content, settings, seed=seed))
-        done = 0
-    pixels = start.detach().clone().contiguous().requires_grad_(True)
+    scale = objective.pixel_scale
+    pixels, done = _starting_pixels(content, settings, scale, init_image=init_image, resume=resume, seed=seed)
     optimizer = make_optimizer(pixels, settings)
     if resume is not None:
         try:
             optimizer.load_state_dict(resume["optimizer"])
         except (ValueError, KeyError) as error:
             raise SettingsError(f"the checkpoint's optimiser state does not fit this run ({error})") from None
-    history: list[dict[str, float]] = []
 
-    scale = objective.pixel_scale
-    for iteration in range(done, settings.iterations):
-        schedule(optimizer, settings, iteration)
-        reported: dict[str, torch.Tensor] = {}
+    def report(iteration: int, losses: dict[str, float]) -> None:
+        if callback is None:
+            return
 
-        def closure() -> torch.Tensor:
-            if settings.clamp == "closure":  # as the PyTorch tutorial, before every evaluation
-                clamp_pixels(pixels, scale)
-            optimizer.zero_grad()
-            if tile_size is not None:  # statistics over the tiles, then each tile's gradient
-                losses = tiled_losses(objective, pixels, tile_size=tile_size, speed=speed)
-            else:
-                with speed.running(pixels.device, grad=True):
-                    losses = objective(pixels)
-            if temporal is not None:
-                target, mask, weight = temporal
-                losses["temporal"] = weight * temporal_loss(pixels / settings.pixel_scale, target, mask)
-                losses["total"] = losses["total"] + losses["temporal"]
-            if tile_size is None:
-                losses["total"].backward()
-            elif temporal is not None:  # the tiles' gradient is in pixels.grad already
-                losses["temporal"].backward()
-            if not reported:  # the losses at the start of this iteration
-                reported.update({key: value.detach() for key, value in losses.items()})
-            return losses["total"]
+        def checkpoint() -> dict[str, Any]:
+            return Checkpoint(pixels.detach(), optimizer.state_dict(), iteration, record).to_dict()
 
-        optimizer.step(closure)
-        if settings.clamps_after_step():  # keep pixels valid, as the TensorFlow blog clips each step
-            clamp_pixels(pixels, scale)
-        # one device-to-host copy for all the terms, not one per term (a sync each on a GPU)
-        losses = dict(zip(reported, torch.stack(list(reported.values())).tolist()))
-        if not math.isfinite(losses["total"]):
-            raise NonFiniteLossError(
-                f"the loss became {losses['total']} at iteration {iteration + 1}: "
-                "lower the learning rate or the weights"
-            )
-        history.append({"iteration": iteration + 1, **losses})
-        if callback is not None:
+        callback(Progress(iteration, settings.iterations, losses, (pixels.detach() / scale).clamp(0, 1), optimizer,
+                          checkpoint=checkpoint))
 
-            def checkpoint(done: int = iteration + 1) -> dict[str, Any]:
-                return {"pixels": pixels.detach(), "optimizer": optimizer.state_dict(), "iteration": done}
-
-            image = (pixels.detach() / scale).clamp(0, 1)
-            callback(Progress(iteration + 1, settings.iterations, losses, image, optimizer, checkpoint=checkpoint))
+    losses_of = pixel_objective(objective, settings=settings, speed=speed, tile_size=tile_size, temporal=temporal)
+    history = optimize_pixels(losses_of, pixels, optimizer, settings=settings, pixel_scale=scale, start=done,
+                              on_iteration=report)
     return GatysResult((pixels.detach() / scale).clamp(0, 1), history)
 
 
@@ -817,32 +936,21 @@ def _check_resumable(settings: GatysSettings, checkpoint: Mapping[str, Any]) -> 
         raise SettingsError(f"the checkpoint is at scale {checkpoint['scale']} of a run with {settings.scales} scales")
 
 
+#: Style losses whose statistics are sums over feature positions, which tiles add up exactly.
+TILEABLE_STYLE_LOSSES = ("gram", "mean-std")
+
+
 def _check_tileable(settings: GatysSettings) -> None:
-    """Tiles compute Gram matrices exactly (:mod:`painterly.gatys_tiles`); refuse what they do not cover."""
-    unsupported = [name for name, used in (
-        (f"style_loss {settings.style_loss}", settings.style_loss != "gram"),
-        ("calibrate_layers", settings.calibrate_layers),
-        ("style_layer_weights", bool(settings.style_layer_weights)),
-        ("normalize_gradients", settings.normalize_gradients),
-    ) if used]
-    if unsupported:
-        raise SettingsError(f"this run needs tiles (or --tile was given), and tiled optimisation does not support "
-                            f"{', '.join(unsupported)} yet: use a smaller --size, --no-tile with more memory, "
-                            "or --style-loss gram --profile none")
-
-
-def _check_masks(masks: Sequence[Image.Image] | None, content: Image.Image, count: int) -> list[Image.Image] | None:
-    if masks is None:
-        return None
-    if len(masks) != count:
-        raise SettingsError(f"{len(masks)} masks given for {count} style images: give one mask per style")
-    for number, mask in enumerate(masks, start=1):
-        if mask.size != content.size:
-            raise SettingsError(
-                f"mask {number} is {mask.width}x{mask.height} but the content image is "
-                f"{content.width}x{content.height}: masks must have the content's size"
-            )
-    return [mask.convert("L") for mask in masks]
+    """Tiles compute sums over positions exactly (:mod:`painterly.gatys_tiles`); refuse what is not one."""
+    reasons = []
+    if settings.style_loss not in TILEABLE_STYLE_LOSSES:
+        reasons.append(f"style_loss {settings.style_loss} (it sorts every position's features at once)")
+    if settings.normalize_gradients:
+        reasons.append("normalize_gradients (it divides by the L1 norm of a feature gradient over the whole image)")
+    if reasons:
+        raise SettingsError(f"this run needs tiles (or --tile was given), and tiles cannot compute {' or '.join(reasons)} "
+                            "exactly: use a smaller --size, --no-tile with more memory, or --style-loss gram or mean-std "
+                            "without --normalize-gradients")
 
 
 @dataclass
@@ -880,30 +988,165 @@ class OptimizationResult:
         }
 
 
-def optimize(
+@dataclass
+class ScaleInputs:
+    """One scale's tensors, on the run's device: the content in [0, 1] (``content``; ``seen_content``
+    and ``styles`` as the network sees them under ``preserve_color``), the masks, the start
+    (the previous scale's result upsampled, or the init image) and the temporal term's tensors."""
+
+    content: torch.Tensor
+    seen_content: torch.Tensor
+    styles: list[torch.Tensor]
+    masks: list[torch.Tensor] | None
+    init: torch.Tensor | None
+    temporal: tuple[torch.Tensor, torch.Tensor, float] | None
+
+
+def scale_inputs(content: Image.Image, styles: Sequence[Image.Image], *, settings: GatysSettings, size: int,
+                 device: torch.device, previous: torch.Tensor | None = None, masks: Sequence[Image.Image] | None = None,
+                 init_image: Image.Image | None = None,
+                 temporal: tuple[Image.Image, Image.Image, float] | None = None) -> ScaleInputs:
+    """The inputs of the scale whose longer side is ``size``; styles at ``style_scale`` times it."""
+    content_image = resize_longer_side(content, size)
+    content_tensor = image_to_tensor(content_image).to(device)
+    style_size = round(settings.style_scale * size)
+    style_tensors = [image_to_tensor(resize_longer_side(s, style_size)).to(device) for s in styles]
+    seen_content, seen_styles = prepare_colors(content_tensor, style_tensors, settings.preserve_color)
+    mask_tensors = None
+    if masks is not None:
+        mask_tensors = [image_to_tensor(resize_longer_side(m, size))[:, :1].to(device) for m in masks]
+    init = None
+    if previous is not None:
+        init = F.interpolate(previous, size=content_tensor.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+    elif init_image is not None:
+        resized = init_image.convert("RGB").resize(content_image.size, Image.Resampling.LANCZOS)
+        init = image_to_tensor(resized).to(device)
+        init = grey(init) if settings.preserve_color == "luminance" else init
+    scale_temporal = None
+    if temporal is not None:
+        target = image_to_tensor(temporal[0].convert("RGB").resize(content_image.size, Image.Resampling.LANCZOS)).to(device)
+        mask = image_to_tensor(temporal[1].convert("RGB").resize(content_image.size, Image.Resampling.BILINEAR))[:, :1]
+        scale_temporal = (grey(target) if settings.preserve_color == "luminance" else target, mask.to(device), temporal[2])
+    return ScaleInputs(content_tensor, seen_content, seen_styles, mask_tensors, init, scale_temporal)
+
+
+def optimize_scales(
     content: Image.Image,
-    style: Image.Image | Sequence[Image.Image],
+    styles: Sequence[Image.Image],
     *,
-    preset: str = DEFAULT_PRESET,
-    settings: GatysSettings | None = None,
-    size: int | None = None,
-    iterations: int | None = None,
-    weights: str = "auto",
+    encoder: VGG19Encoder,
+    record: RunRecord,
+    device: torch.device,
+    tiles: Sequence[int | None],
     style_weights: Sequence[float] | None = None,
     masks: Sequence[Image.Image] | None = None,
     init_image: Image.Image | None = None,
-    resume: str | os.PathLike | Mapping[str, Any] | None = None,
-    profile: str = "auto",
-    seed: int = 0,
-    device: str | torch.device = "auto",
+    temporal: tuple[Image.Image, Image.Image, float] | None = None,
+    resume: Mapping[str, Any] | None = None,
     speed: SpeedSettings = GATYS_SPEED,
     callback: ProgressCallback | None = None,
-    download_progress: DownloadProgress | None = None,
-    temporal: tuple[Image.Image, Image.Image, float] | None = None,
-    tile: bool | str = "auto",
-    tile_size: int | None = None,
-    max_memory: float | None = None,
-    **overrides: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coarse to fine: :func:`optimize_image` at each of ``record.settings``' scales (from
+    ``resume``'s, when given), each starting from the previous one's result upsampled, the
+    first from the init image or ``init``; ``tiles`` gives each scale's tile window (None: one
+    pass). Every iteration's losses go to ``record.history``. Returns the last scale's result
+    and its content, in [0, 1].
+
+    Cost: an iteration costs about its pixel count, so 3 scales (96, 192, 384 px) with the same
+    iterations at each cost 1 + 1/4 + 1/16 = 1.31x a single-scale 384 px run; measured side by
+    side on the CPU (random weights, gatys2016, 10 L-BFGS iterations per scale): 27.8 s vs
+    21.3 s of CPU time, 1.31x.
+    """
+    settings = record.settings
+    sizes, counts = settings.scale_sizes(), settings.scale_iterations()
+    first = resume["scale"] if resume is not None else 1
+    image: torch.Tensor | None = None  # the previous scale's result
+    for scale in range(first, len(sizes) + 1):
+        inputs = scale_inputs(content, styles, settings=settings, size=sizes[scale - 1], device=device, previous=image,
+                              masks=masks, init_image=init_image, temporal=temporal)
+        offset = sum(counts[: scale - 1])
+
+        def report(progress: Progress, scale: int = scale, offset: int = offset) -> None:
+            record.history.append({"iteration": offset + progress.iteration, **progress.losses})
+            if callback is not None:
+                callback(replace(progress, scale=scale, scales=len(sizes)))
+
+        image = optimize_image(
+            inputs.seen_content,
+            inputs.styles,
+            encoder=encoder,
+            settings=settings.updated(size=sizes[scale - 1], iterations=counts[scale - 1]),
+            style_weights=style_weights,
+            masks=inputs.masks,
+            init_image=inputs.init,
+            resume=resume if scale == first else None,
+            seed=record.seed,
+            speed=speed,
+            callback=report,
+            temporal=inputs.temporal,
+            tile_size=tiles[scale - 1],
+            record=replace(record, scale=scale),  # the same history list
+        ).image
+    return image, inputs.content
+
+
+def _resolve_run(content: Image.Image, styles: Sequence[Image.Image], *, preset: str, settings: GatysSettings | None,
+                 explicit: Mapping[str, Any], checkpoint: Mapping[str, Any] | None, masks: Sequence[Image.Image] | None,
+                 init_image: Image.Image | None, seed: int, weights: str, profile: str,
+                 download_progress: DownloadProgress | None) -> tuple[RunRecord, str | os.PathLike, str | None]:
+    """The run's record (settings with the profile applied, or the checkpoint's: seed, weights,
+    profile, inputs, history), the weights to load and the note on how they were chosen."""
+    settings_given = settings is not None
+    if checkpoint is not None:
+        base = settings if settings is not None else GatysSettings.from_dict(checkpoint["settings"])
+        seed, weights, profile = checkpoint["seed"], checkpoint["weights"], checkpoint.get("profile") or "none"
+    else:
+        base = settings if settings is not None else get_preset(preset)
+    settings = base.updated(**explicit)
+    digests = input_digests(content, styles, masks, init_image)
+    if checkpoint is not None:
+        _check_resumable(settings, checkpoint)
+        _check_same_inputs(checkpoint.get("inputs"), digests)
+    spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
+    # A settings object the caller built is taken as given; "auto" replaces presets' values only.
+    profile_name = resolve_profile("none" if settings_given and profile == "auto" else profile, spec)
+    if checkpoint is None and profile_name is not None:  # a checkpoint's settings have it already
+        settings = base.updated(**profile_changes(profile_name, explicit)).updated(**explicit)
+    history = list(checkpoint["history"]) if checkpoint is not None else []
+    return RunRecord(settings, seed, str(spec), profile_name, digests, history), spec, note
+
+
+def _plan_scales(settings: GatysSettings, content: Image.Image, *, device: torch.device, tile: bool | str,
+                 tile_size: int | None, max_memory: float | None) -> MemoryPlan:
+    """Check every scale's size and tile each one that would not fit (or refuse), before any
+    weights load, rather than dying out of memory midway."""
+    sizes, layers = settings.scale_sizes(), settings.content_layers + settings.style_layers
+    for scale_size in (sizes[0], sizes[-1]):
+        check_size(scale_size)
+        check_size(round(settings.style_scale * scale_size), what=f"style size (style_scale {settings.style_scale} x {scale_size} px)")
+    output_size = resize_longer_side(content, sizes[-1]).size
+    if max_memory is not None and not (max_memory > 0 and math.isfinite(max_memory)):
+        raise SettingsError(f"max_memory must be a positive number of GiB, got {max_memory}")
+    if tile_size is not None and tile_size < minimum_tile(layers):
+        raise SettingsError(f"tile_size {tile_size} is too small for layer {deepest_layer(layers)}: at least "
+                            f"{minimum_tile(layers)} px (a halo on each side)")
+    plan = plan_memory("gatys", height=output_size[1], width=output_size[0], device=device, sizes=sizes,
+                       layers=layers, optimizer=settings.optimizer,
+                       tile=tile, tile_size=tile_size, budget_bytes=None if max_memory is None else int(max_memory * 2**30))
+    if any(plan.tiles):
+        _check_tileable(settings)
+    return plan
+
+
+def optimize(
+    content: Image.Image, style: Image.Image | Sequence[Image.Image], *, preset: str = DEFAULT_PRESET,
+    settings: GatysSettings | None = None, size: int | None = None, iterations: int | None = None,
+    weights: str = "auto", style_weights: Sequence[float] | None = None, masks: Sequence[Image.Image] | None = None,
+    init_image: Image.Image | None = None, resume: str | os.PathLike | Mapping[str, Any] | None = None,
+    profile: str = "auto", seed: int = 0, device: str | torch.device = "auto", speed: SpeedSettings = GATYS_SPEED,
+    callback: ProgressCallback | None = None, download_progress: DownloadProgress | None = None,
+    temporal: tuple[Image.Image, Image.Image, float] | None = None, tile: bool | str = "auto",
+    tile_size: int | None = None, max_memory: float | None = None, **overrides: Any,
 ) -> OptimizationResult:
     """Repaint ``content`` in the style of ``style`` (one image or several) by optimisation.
 
@@ -926,12 +1169,7 @@ def optimize(
     * Style images are resized so their longer side is ``style_scale`` times the output's.
     * ``masks``: one greyscale (soft) mask per style, the content's size; each style's Gram
       target then applies inside its region only (:class:`GatysObjective`).
-    * ``scales`` > 1 optimises coarse to fine: each scale starts from the previous result
-      upsampled (bicubic), the first from ``init``/``init_image``. Cost: an iteration costs
-      about its pixel count, so 3 scales (96, 192, 384 px) with the same iterations at each
-      cost 1 + 1/4 + 1/16 = 1.31x a single-scale 384 px run; measured side by side on the CPU
-      (random weights, gatys2016, 10 L-BFGS iterations per scale): 27.8 s vs 21.3 s of CPU
-      time, 1.31x.
+    * ``scales`` > 1 optimises coarse to fine (:func:`optimize_scales`, which gives the cost).
     * ``speed``: precision, memory layout and compilation (:class:`SpeedSettings`). The default
       is float32, because bfloat16 gradients slowed L-BFGS's progress (benchmarks/NOTES.md);
       ``SpeedSettings(precision="bfloat16")`` trades that for about 1.3x per iteration on CPUs
@@ -950,118 +1188,28 @@ def optimize(
       scale's tile.
     """
     checkpoint = load_checkpoint(resume) if isinstance(resume, (str, os.PathLike)) else resume
-    explicit = {"size": size, "iterations": iterations, **overrides}
-    settings_given = settings is not None
-    if checkpoint is not None:
-        base = settings if settings is not None else GatysSettings.from_dict(checkpoint["settings"])
-        seed, weights, profile = checkpoint["seed"], checkpoint["weights"], checkpoint.get("profile") or "none"
-    else:
-        base = settings if settings is not None else get_preset(preset)
-    settings = base.updated(**explicit)
     styles = [style] if isinstance(style, Image.Image) else list(style)
-    digests = input_digests(content, styles, masks, init_image)
-    if checkpoint is not None:
-        _check_resumable(settings, checkpoint)
-        _check_same_inputs(checkpoint.get("inputs"), digests)
     device = resolve_device(device)
-    spec, note = choose_weights(weights, preferred=settings.weights, progress=download_progress)
-    # A settings object the caller built is taken as given; "auto" replaces presets' values only.
-    profile_name = resolve_profile("none" if settings_given and profile == "auto" else profile, spec)
-    if checkpoint is None and profile_name is not None:  # a checkpoint's settings have it already
-        settings = base.updated(**profile_changes(profile_name, explicit)).updated(**explicit)
+    record, spec, note = _resolve_run(content, styles, preset=preset, settings=settings, checkpoint=checkpoint,
+                                      explicit={"size": size, "iterations": iterations, **overrides}, masks=masks,
+                                      init_image=init_image, seed=seed, weights=weights, profile=profile,
+                                      download_progress=download_progress)
     blend = normalized_weights(style_weights, len(styles))
-    mask_images = _check_masks(masks, content, len(styles))
-    sizes, counts = settings.scale_sizes(), settings.scale_iterations()
-    for scale_size in (sizes[0], sizes[-1]):
-        check_size(scale_size)
-        check_size(round(settings.style_scale * scale_size), what=f"style size (style_scale {settings.style_scale} x {scale_size} px)")
-    layer = deepest_layer(settings.content_layers + settings.style_layers)
-    output_size = resize_longer_side(content, sizes[-1]).size
-    if max_memory is not None and not (max_memory > 0 and math.isfinite(max_memory)):
-        raise SettingsError(f"max_memory must be a positive number of GiB, got {max_memory}")
-    if tile_size is not None and tile_size < minimum_tile(settings.content_layers + settings.style_layers):
-        raise SettingsError(f"tile_size {tile_size} is too small for layer {layer}: at least "
-                            f"{minimum_tile(settings.content_layers + settings.style_layers)} px (a halo on each side)")
-    # Tile the scales that would not fit, or refuse before loading weights, rather than dying
-    # out of memory midway.
-    plan = plan_memory("gatys", height=output_size[1], width=output_size[0], device=device, sizes=sizes,
-                       layers=settings.content_layers + settings.style_layers, optimizer=settings.optimizer,
-                       tile=tile, tile_size=tile_size, budget_bytes=None if max_memory is None else int(max_memory * 2**30))
-    if any(plan.tiles):
-        _check_tileable(settings)
-    encoder, label = load_encoder(spec, last_layer=layer, seed=seed, device=device, progress=download_progress,
-                                  pooling=settings.pooling)
-    _check_sides(content, styles, sizes, settings.style_scale, smallest_input_side(flavour=encoder.flavour, last_layer=layer))
+    mask_images = check_masks(masks, content.size, count=len(styles))
+    run = record.settings
+    plan = _plan_scales(run, content, device=device, tile=tile, tile_size=tile_size, max_memory=max_memory)
+    layer = deepest_layer(run.content_layers + run.style_layers)
+    encoder, label = load_encoder(spec, last_layer=layer, seed=record.seed, device=device, progress=download_progress,
+                                  pooling=run.pooling)
+    _check_sides(content, styles, run.scale_sizes(), run.style_scale, smallest_input_side(flavour=encoder.flavour, last_layer=layer))
     encoder = speed.prepare(encoder)
     precision = resolve_precision(speed.precision, device)
-
-    history: list[dict[str, float]] = list(checkpoint["history"]) if checkpoint is not None else []
-    first_scale = checkpoint["scale"] if checkpoint is not None else 1
-    image: torch.Tensor | None = None  # the previous scale's result
-    for scale in range(first_scale, len(sizes) + 1):
-        run_settings = settings.updated(size=sizes[scale - 1], iterations=counts[scale - 1])
-        content_image = resize_longer_side(content, run_settings.size)
-        content_tensor = image_to_tensor(content_image).to(device)
-        style_size = round(settings.style_scale * run_settings.size)
-        style_tensors = [image_to_tensor(resize_longer_side(s, style_size)).to(device) for s in styles]
-        seen_content, seen_styles = prepare_colors(content_tensor, style_tensors, settings.preserve_color)
-        mask_tensors = None
-        if mask_images is not None:
-            mask_tensors = [image_to_tensor(resize_longer_side(m, run_settings.size))[:, :1].to(device) for m in mask_images]
-        init = None
-        if image is not None:
-            init = F.interpolate(image, size=content_tensor.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        elif init_image is not None:
-            resized = init_image.convert("RGB").resize(content_image.size, Image.Resampling.LANCZOS)
-            init = image_to_tensor(resized).to(device)
-            init = grey(init) if settings.preserve_color == "luminance" else init
-        offset = sum(counts[: scale - 1])
-        scale_temporal = None
-        if temporal is not None:
-            target = image_to_tensor(temporal[0].convert("RGB").resize(content_image.size, Image.Resampling.LANCZOS)).to(device)
-            mask = image_to_tensor(temporal[1].convert("RGB").resize(content_image.size, Image.Resampling.BILINEAR))[:, :1]
-            scale_temporal = (grey(target) if settings.preserve_color == "luminance" else target, mask.to(device), temporal[2])
-
-        def report(progress: Progress, scale: int = scale, offset: int = offset) -> None:
-            history.append({"iteration": offset + progress.iteration, **progress.losses})
-            if callback is None:
-                return
-            run_state = progress.checkpoint
-
-            def full_checkpoint() -> dict[str, Any]:
-                return {
-                    **run_state(),
-                    "format": CHECKPOINT_FORMAT,
-                    "settings": settings.to_dict(),
-                    "seed": seed,
-                    "weights": str(spec),
-                    "profile": profile_name,
-                    "scale": scale,
-                    "history": list(history),
-                    "inputs": digests,
-                }
-
-            callback(replace(progress, scale=scale, scales=len(sizes), checkpoint=full_checkpoint))
-
-        result = optimize_image(
-            seen_content,
-            seen_styles,
-            encoder=encoder,
-            settings=run_settings,
-            style_weights=blend,
-            masks=mask_tensors,
-            init_image=init,
-            resume=checkpoint if checkpoint is not None and scale == first_scale else None,
-            seed=seed,
-            speed=speed,
-            callback=report,
-            temporal=scale_temporal,
-            tile_size=plan.tiles[scale - 1],
-        )
-        image = result.image
-    output = restore_colors(image, content_tensor, settings.preserve_color)
-    if settings.transfer_color_only:
+    image, content_tensor = optimize_scales(content, styles, encoder=encoder, record=record, device=device, tiles=plan.tiles,
+                                            style_weights=blend, masks=mask_images, init_image=init_image, temporal=temporal,
+                                            resume=checkpoint, speed=speed, callback=callback)
+    output = restore_colors(image, content_tensor, run.preserve_color)
+    if run.transfer_color_only:
         output = keep_luminance(output, content_tensor)
-    preset_name = preset if not settings_given and checkpoint is None else None
-    return OptimizationResult(tensor_to_image(output.cpu()), history, settings, label, seed, note, blend, precision,
-                              preset_name, profile_name, list(plan.tiles))
+    preset_name = preset if settings is None and checkpoint is None else None
+    return OptimizationResult(tensor_to_image(output.cpu()), record.history, run, label, record.seed, note, blend, precision,
+                              preset_name, record.profile, list(plan.tiles))

@@ -3,7 +3,8 @@
 Every style statistic painterly optimises is a sum over feature positions p of a layer,
 
     G = (1/Z) sum_p f_p f_p^T        (Gram; guided by a mask m: f_p m_p, Z = C sum_p m_p^2)
-    (mu, E[f^2]) = (1/M) sum_p (f_p, f_p^2)      (channel moments, for mean-std losses)
+    (mu, E[f^2]) = (1/M) sum_p (f_p, f_p^2)      (channel moments, for mean-std losses;
+                                                  guided: m_p (f_p, f_p^2), M = sum_p m_p)
 
 and the loss L = sum_l l_l(S_l) + content + TV depends on the positions only through such sums
 and through local terms. So one iteration runs tile by tile, and gives one pass's loss and
@@ -19,6 +20,13 @@ gradient (up to floating-point rounding):
 
 The content term is a sum of squared errors over positions (each tile adds its owned ones) and
 total variation is computed on the whole image, which needs no network and little memory.
+Calibration (``calibrate_layers``) is made of such sums too: each layer's root mean square on
+the content image and the content's own style loss at each layer (the loss of its statistics)
+are summed over the content's tiles once, before the first iteration.
+
+Not sums over positions, so not tiled: the sorted projections of sliced-Wasserstein and
+histogram losses, and ``normalize_gradients`` (it divides each term's feature gradient by its L1
+norm over the whole image, which would cost another pass over the tiles per iteration).
 
 Why a tile's owned features equal one pass's: a feature depends only on the pixels in its
 receptive field, which the halo (:func:`receptive_field`) covers, so it never reads the
@@ -37,10 +45,10 @@ import torch
 
 from .encoder import LAYER_NAMES, deepest_layer
 from .errors import SettingsError
-from .losses import gram_style_loss, total_variation_loss
+from .losses import gram_style_loss, mean_std_distance, total_variation_loss
 
 if TYPE_CHECKING:
-    from .gatys import GatysObjective
+    from .gatys import GatysObjective, GatysSettings
     from .speed import SpeedSettings
 
 #: Tile windows (halo included) that ``tile=True`` uses when no size is given.
@@ -184,15 +192,18 @@ class GramSum:
 
 @dataclass(frozen=True)
 class MomentSum:
-    """(mean, mean of squares) per channel over ``positions`` positions, (2, N, C), float32 or wider."""
+    """(mean, mean of squares) per channel, (2, N, C), float32 or wider: sum_p m_p (f_p, f_p^2) / Z
+    with Z one pass's number of positions, or (guided by a mask m) its total weight sum_p m_p,
+    as :func:`painterly.losses.masked_channel_mean_std` counts them."""
 
-    positions: int
+    divisor: float | torch.Tensor
 
     def part(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if mask is not None:
-            raise SettingsError("guided channel moments are not implemented: use Gram matrices with masks")
         flat = _widened(features).flatten(2)
-        return torch.stack([flat.sum(-1), flat.pow(2).sum(-1)]) / self.positions
+        if mask is None:
+            return torch.stack([flat.sum(-1), flat.pow(2).sum(-1)]) / self.divisor
+        weights = _widened(mask).flatten(2)
+        return torch.stack([(flat * weights).sum(-1), (flat.pow(2) * weights).sum(-1)]) / self.divisor
 
 
 def mean_std_from_moments(moments: torch.Tensor, *, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,28 +225,46 @@ class StyleTerm:
     loss: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
-def gram_terms(objective: "GatysObjective", shapes: dict[str, tuple[int, int]], pixel_count: int) -> list[StyleTerm]:
-    """``objective``'s Gram and guided Gram terms, weighted as :meth:`GatysObjective.__call__`
-    weighs them, for an image of ``pixel_count`` pixels whose layers have ``shapes``."""
+def style_terms(objective: "GatysObjective", shapes: dict[str, tuple[int, int]], pixel_count: int, *,
+                weighted: bool = True) -> list[StyleTerm]:
+    """``objective``'s style terms (Gram or mean-std, guided by masks or not) for an image of
+    ``pixel_count`` pixels whose layers have ``shapes``, weighted as :meth:`GatysObjective.__call__`
+    weighs them; ``weighted=False`` leaves only each style's blend weight (calibration's own losses)."""
     s = objective.settings
     style_weight = s.style_weight / (len(objective.style_layers) if s.average_layers else 1)
     terms = []
     for weight, targets, masks in objective.style_terms:
         for layer in objective.style_layers:
-            target, mask = targets[layer], None if masks is None else masks[layer]
-            positions = shapes[layer][0] * shapes[layer][1]
-            divisor = _gram_divisor(s.gram_normalization, channels=target.shape[-1], positions=positions, mask=mask)
-            if s.style_reduction == "keras":
-                reduction: dict = dict(reduction="paper", channels=3, positions=pixel_count)
-            else:
-                reduction = dict(reduction=s.style_reduction, positions=positions)
-
-            def loss(gram: torch.Tensor, target: torch.Tensor = target, factor: float = style_weight * weight,
-                     reduction: dict = reduction) -> torch.Tensor:
-                return factor * gram_style_loss(gram, target, **reduction)
-
-            terms.append(StyleTerm(layer, GramSum(divisor), mask, loss))
+            factor = weight
+            if weighted:
+                factor *= style_weight * objective.layer_weights[layer] / objective.style_norms[layer]
+            terms.append(_style_term(s, layer, targets[layer], None if masks is None else masks[layer],
+                                     positions=shapes[layer][0] * shapes[layer][1], pixel_count=pixel_count, factor=factor))
     return terms
+
+
+def _style_term(settings: "GatysSettings", layer: str, target: torch.Tensor, mask: torch.Tensor | None, *,
+                positions: int, pixel_count: int, factor: float) -> StyleTerm:
+    """``factor`` times the loss ``settings.style_loss`` gives at ``layer``, as a function of its statistic's total."""
+    if settings.style_loss == "mean-std":
+        count = positions if mask is None else mask.sum(dim=(1, 2, 3)).clamp_min(1e-8).view(-1, 1)
+
+        def moments_loss(moments: torch.Tensor) -> torch.Tensor:
+            return factor * mean_std_distance(mean_std_from_moments(moments), (target[0], target[1]))
+
+        return StyleTerm(layer, MomentSum(count), mask, moments_loss)
+    if settings.style_loss != "gram":
+        raise SettingsError(f"style_loss {settings.style_loss} is not a sum over positions: it cannot be tiled")
+    divisor = _gram_divisor(settings.gram_normalization, channels=target.shape[-1], positions=positions, mask=mask)
+    if settings.style_reduction == "keras":
+        reduction: dict = dict(reduction="paper", channels=3, positions=pixel_count)
+    else:
+        reduction = dict(reduction=settings.style_reduction, positions=positions)
+
+    def gram_loss(gram: torch.Tensor) -> torch.Tensor:
+        return factor * gram_style_loss(gram, target, **reduction)
+
+    return StyleTerm(layer, GramSum(divisor), mask, gram_loss)
 
 
 def _gram_divisor(normalization: str, *, channels: int, positions: int, mask: torch.Tensor | None) -> float | torch.Tensor:
@@ -336,17 +365,48 @@ def content_features_in_tiles(objective: "GatysObjective", content: torch.Tensor
     return features_in_tiles(objective._features, content, layers, tiles=tiles, shapes=shapes), shapes
 
 
-def grams_in_tiles(objective: "GatysObjective", style: torch.Tensor, *, tile_size: int) -> dict[str, torch.Tensor]:
-    """The style image's Gram matrices at the style layers, tile by tile (without gradients)."""
+def targets_in_tiles(objective: "GatysObjective", style: torch.Tensor, *, tile_size: int) -> dict[str, torch.Tensor]:
+    """The style image's statistics at the style layers as one pass gives them (Gram matrices,
+    or stacked channel means and stds), summed tile by tile without gradients."""
     tiles, shapes = _geometry(objective, style, tile_size)
-    terms = [StyleTerm(layer, GramSum(1.0)) for layer in objective.style_layers]
+    gram = objective.settings.style_loss == "gram"
+    terms = [StyleTerm(layer, GramSum(1.0) if gram else MomentSum(shapes[layer][0] * shapes[layer][1]))
+             for layer in objective.style_layers]
     totals = statistics_in_tiles(objective._features, style, terms, tiles=tiles, shapes=shapes)
+    if not gram:
+        return {term.layer: torch.stack(mean_std_from_moments(total)) for term, total in zip(terms, totals)}
     normalization = objective.settings.gram_normalization
     return {
         term.layer: total / _gram_divisor(normalization, channels=total.shape[-1],
                                           positions=shapes[term.layer][0] * shapes[term.layer][1], mask=None)
         for term, total in zip(terms, totals)
     }
+
+
+def layer_scales_in_tiles(objective: "GatysObjective", content: torch.Tensor, *, tile_size: int) -> dict[str, float]:
+    """Each layer's root mean square on the raw (unscaled) features of ``content``, summed tile
+    by tile: :class:`painterly.gatys.GatysObjective`'s calibration."""
+    tiles, shapes = _geometry(objective, content, tile_size)
+    terms = [StyleTerm(layer, MomentSum(shapes[layer][0] * shapes[layer][1])) for layer in objective.layers]
+
+    def encode(window: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: value.float() for name, value in objective.encoder(window, objective.layers).items()}
+
+    totals = statistics_in_tiles(encode, content, terms, tiles=tiles, shapes=shapes)
+    return {term.layer: float(total[1].mean().sqrt().clamp_min(1e-12)) for term, total in zip(terms, totals)}
+
+
+def content_style_losses_in_tiles(objective: "GatysObjective", content: torch.Tensor, *,
+                                  tile_size: int) -> dict[str, float]:
+    """The content image's own style loss at each style layer (each style's blend weight in,
+    nothing else), from its statistics summed tile by tile: the calibration's per-layer norms."""
+    tiles, shapes = _geometry(objective, content, tile_size)
+    terms = style_terms(objective, shapes, content.shape[-1] * content.shape[-2], weighted=False)
+    totals = statistics_in_tiles(objective._features, content, terms, tiles=tiles, shapes=shapes)
+    losses = dict.fromkeys(objective.style_layers, 0.0)
+    for term, total in zip(terms, totals):
+        losses[term.layer] += float(term.loss(total))
+    return {layer: max(loss, 1e-12) for layer, loss in losses.items()}
 
 
 def _content_share(objective: "GatysObjective", features: dict[str, torch.Tensor], tile: Tile,
@@ -368,7 +428,7 @@ def tiled_losses(objective: "GatysObjective", pixels: torch.Tensor, *, tile_size
     owned share (see the module's docstring); the forward passes run under ``speed``."""
     s = objective.settings
     tiles, shapes = _geometry(objective, pixels, tile_size)
-    terms = gram_terms(objective, shapes, pixels.shape[-1] * pixels.shape[-2])
+    terms = style_terms(objective, shapes, pixels.shape[-1] * pixels.shape[-2])
 
     def encode(window: torch.Tensor) -> dict[str, torch.Tensor]:
         return objective._features(window / objective.pixel_scale)

@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -166,6 +166,22 @@ def check_min_side(size: tuple[int, int], longer_side: int | None, *, min_side: 
         f"{what} would be {resized} pixels at {longer_side} px, under the {min_side} pixels a side the network "
         f"needs: the smallest size that works is {needed} px"
     )
+
+
+def check_masks(masks: Sequence[Image.Image] | None, size: tuple[int, int], *, count: int) -> list[Image.Image] | None:
+    """Style masks as both methods take them: one per style (``count``), each the content's
+    ``size`` (width, height); returned greyscale ("L"). None passes through."""
+    if masks is None:
+        return None
+    if len(masks) != count:
+        raise SettingsError(f"{len(masks)} masks given for {count} style images: give one mask per style")
+    for number, mask in enumerate(masks, start=1):
+        if mask.size != tuple(size):
+            raise SettingsError(
+                f"mask {number} is {mask.width}x{mask.height} but the content image is {size[0]}x{size[1]}: "
+                "masks must have the content's size"
+            )
+    return [mask.convert("L") for mask in masks]
 
 
 def resize_longer_side(image: Image.Image, size: int) -> Image.Image:
