@@ -202,13 +202,13 @@ def test_tiles_at_the_smallest_overlap_paint_what_one_pass_paints(float32_model)
 
 
 def test_an_overlap_below_the_receptive_field_is_refused():
-    from painterly.adain import check_settings
+    from painterly.adain import StylizeSettings
 
     with pytest.raises(SettingsError, match="at least 136, got 64: each output pixel sees 67 px"):
-        check_settings(style_count=1, tile_size=256, tile_overlap=64)
+        StylizeSettings(tile_size=256, tile_overlap=64)
     with pytest.raises(SettingsError, match="above twice the overlap"):
-        check_settings(style_count=1, tile_size=272, tile_overlap=136)
-    check_settings(style_count=1, tile_size=280, tile_overlap=136)
+        StylizeSettings(tile_size=272, tile_overlap=136)
+    StylizeSettings(tile_size=280, tile_overlap=136)
 
 
 def test_style_weights_are_normalised_and_checked(model):
