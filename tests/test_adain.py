@@ -241,6 +241,21 @@ def test_masks_choose_where_each_style_goes(model):
         stylize(content, styles, masks=[white], **kwargs)
 
 
+def test_crop_paints_the_centre_squares_as_pytorch_adains_crop(model):
+    content, style = make_scene(56, 32), make_stripes(24, 40)
+    cropped = stylize(content, style, crop=True, content_size=32, style_size=None, model=model)
+    assert cropped.image.size == (32, 32) and cropped.metadata()["crop"] is True
+    by_hand = stylize(content.crop((12, 0, 44, 32)), style.crop((0, 8, 24, 32)), style_size=None, model=model)
+    assert cropped.image.tobytes() == by_hand.image.tobytes()
+    # A mask has the content's size and is cropped with it.
+    half = Image.new("L", content.size, 0)
+    half.paste(255, (0, 0, 28, 32))
+    masked = stylize(content, [style, make_scene(24, 24, seed=3)], masks=[half, half.point(lambda v: 255 - v)],
+                     crop=True, style_size=None, model=model)
+    assert masked.image.size == (32, 32)
+    assert not stylize(content, style, style_size=None, model=model).metadata()["crop"]
+
+
 def test_preserve_color_gives_the_style_the_contents_colours_first(model):
     content, style = make_scene(40, 32), make_stripes(32, 32)
     kwargs = dict(style_size=None, model=model)

@@ -397,6 +397,11 @@ class StylizeSettings:
                               help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
     tile_size: int = option(DEFAULT_TILE_SIZE, minimum=1, metavar="N",
                             help="tile side in pixels, a multiple of 8 above twice the overlap (default: {default})")
+    #: pytorch-AdaIN's ``test.py --crop``: the square from each image's centre, its shorter side
+    #: wide (masks with the content), before the sizes apply; outputs are then square.
+    crop: bool = option(False, studio=True, studio_default=False,
+                        help="centre-crop the content and style images to squares first, as pytorch-AdaIN's "
+                        "--crop (masks with the content; the output is square)")
     tile_overlap: int = option(DEFAULT_TILE_OVERLAP, metavar="N",
                                help=f"pixels neighbouring tiles share, a multiple of {DOWNSAMPLING} of at least "
                                f"{MIN_TILE_OVERLAP}: twice the network's {RECEPTIVE_FIELD_RADIUS} px receptive field, "
@@ -435,6 +440,13 @@ class StylizeSettings:
         """The inverse of :meth:`to_dict`; ``values`` may be a whole output's metadata (other keys
         are left). Settings added since the output was made keep their defaults."""
         return from_record(cls, values)
+
+
+def centre_square(image: Image.Image) -> Image.Image:
+    """The largest square from the middle of ``image`` (torchvision's CenterCrop rounding)."""
+    side = min(image.size)
+    left, top = round((image.width - side) / 2), round((image.height - side) / 2)
+    return image.crop((left, top, left + side, top + side))
 
 
 def _check_masks(masks: Sequence[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
@@ -682,8 +694,8 @@ def stylize_batch(
     settings = _settings_for(settings, changes)
     styles = [style] if isinstance(style, Image.Image) else list(style)
     weights = settings.style_blend(len(styles), masks=None if masks is None else len(masks))
-    if content_statistics is not None and (masks is not None or len(content_statistics) != len(contents)):
-        raise SettingsError("give one content statistic per content, and no masks with them")
+    if content_statistics is not None and (masks is not None or settings.crop or len(content_statistics) != len(contents)):
+        raise SettingsError("give one content statistic per content, and no masks or crop with them")
     contents, styles, checked_masks = _sized_inputs(contents, styles, masks, settings)
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
@@ -718,14 +730,17 @@ def _sized_inputs(contents: Sequence[Image.Image], styles: list[Image.Image], ma
     """The contents (RGB) and styles at the sizes they are used at, and the masks checked
     against every content (before any resizing, so refusals name the sizes given)."""
     contents = [content.convert("RGB") for content in contents]
-    for content in contents:
-        check_min_side(content.size, settings.content_size, min_side=MIN_SIDE, what="the content image")
-    for index, style_image in enumerate(styles, start=1):
-        check_min_side(style_image.size, settings.style_size, min_side=MIN_SIDE, what=f"style image {index}")
     checked_masks = None
     if masks is not None:
         for content in contents:  # every content must have the masks' size
             checked_masks = _check_masks(masks, content.size)
+    if settings.crop:
+        contents, styles = [centre_square(c) for c in contents], [centre_square(s) for s in styles]
+        checked_masks = None if checked_masks is None else [centre_square(m) for m in checked_masks]
+    for content in contents:
+        check_min_side(content.size, settings.content_size, min_side=MIN_SIDE, what="the content image")
+    for index, style_image in enumerate(styles, start=1):
+        check_min_side(style_image.size, settings.style_size, min_side=MIN_SIDE, what=f"style image {index}")
     if settings.content_size is not None:
         contents = [resize_longer_side(content, settings.content_size) for content in contents]
     if settings.style_size is not None:
