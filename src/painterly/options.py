@@ -121,10 +121,12 @@ def _default(item: Field) -> Any:
 
 
 def cli_settings(cls: type) -> tuple[Setting, ...]:
+    """The settings of ``cls`` the command line shows as flags."""
     return tuple(setting for setting in settings_of(cls) if setting.option.cli)
 
 
 def studio_settings(cls: type) -> tuple[Setting, ...]:
+    """The settings of ``cls`` the web studio's form takes."""
     return tuple(setting for setting in settings_of(cls) if setting.option.studio)
 
 
@@ -142,7 +144,8 @@ def check_options(instance: Any) -> None:
 
 
 def check_value(setting: Setting, value: Any, *, choices: Sequence[Any] | None = None) -> None:
-    """One value (one element of a tuple setting) against ``setting``'s choices and bounds."""
+    """One value (one element of a tuple setting) against ``setting``'s choices and bounds;
+    ``choices`` replaces the declared ones (empty: not checked)."""
     name, meta = setting.name, setting.option
     choices = choices if choices is not None else meta.choices
     if choices and not any(value == choice and type(value) is type(choice) for choice in choices):
@@ -165,6 +168,8 @@ def describe_bounds(setting: Setting, *, maximum: float | None = None) -> str:
     meta = setting.option
     high = maximum if maximum is not None else meta.maximum
     if meta.minimum is not None and high is not None:
+        if setting.kind is int:
+            return f"between {meta.minimum} and {high}"
         return f"between {meta.minimum:g} and {high:g}"
     if meta.positive:
         return f"a number > {meta.minimum or 0:g}"

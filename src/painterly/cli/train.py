@@ -14,7 +14,7 @@ from ..errors import Cancelled, SettingsError
 from ..files import check_writes
 from ..options import add_flags, cli_settings
 from ..training import RECIPE_SOURCES, RECIPES, TrainConfig, TrainProgress, TrainStart, train
-from .common import add_print_every_argument, add_subcommand, info, line_interval
+from .common import add_print_every_argument, add_subcommand, info, line_interval, seed
 
 EXAMPLES = """\
   painterly train --content-dir coco/ --style-dir wikiart/ -o runs/adain       # the reference recipe
@@ -30,6 +30,10 @@ recipes:
 """ + "\n".join(f"  {name:7s} {source}" for name, source in RECIPE_SOURCES.items())
 
 
+#: TrainConfig's seeds: their flags take the CLI's seed type.
+SEEDS = ("seed", "encoder_seed")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(subparsers, "train", help="train an AdaIN decoder on folders of content and style images", examples=EXAMPLES)
     parser.add_argument("--content-dir", metavar="DIR", help="folder tree of content images (photos)")
@@ -37,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--run-dir", metavar="RUN_DIR", help="folder for checkpoints, logs and decoder.pth")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="settings to start from (default: adain)")
-    add_flags(parser.add_argument_group("settings (default: the recipe's)"), TrainConfig, check=True)
+    group = parser.add_argument_group("settings (default: the recipe's)")
+    add_flags(group, TrainConfig, skip=SEEDS, check=True)
+    for setting in cli_settings(TrainConfig):
+        if setting.name in SEEDS:  # read as every command reads seeds, with the same message
+            group.add_argument(setting.flag, type=seed, help=setting.help)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_print_every_argument(parser)
     parser.set_defaults(run=run)
