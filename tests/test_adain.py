@@ -203,13 +203,13 @@ def test_tiles_at_the_smallest_overlap_paint_what_one_pass_paints(float32_model)
 
 
 def test_an_overlap_below_the_receptive_field_is_refused():
-    from painterly.adain import check_settings
+    from painterly.adain import StylizeSettings
 
     with pytest.raises(SettingsError, match="at least 136, got 64: each output pixel sees 67 px"):
-        check_settings(style_count=1, tile_size=256, tile_overlap=64)
+        StylizeSettings(tile_size=256, tile_overlap=64)
     with pytest.raises(SettingsError, match="above twice the overlap"):
-        check_settings(style_count=1, tile_size=272, tile_overlap=136)
-    check_settings(style_count=1, tile_size=280, tile_overlap=136)
+        StylizeSettings(tile_size=272, tile_overlap=136)
+    StylizeSettings(tile_size=280, tile_overlap=136)
 
 
 def test_style_weights_are_normalised_and_checked(model):
@@ -240,6 +240,21 @@ def test_masks_choose_where_each_style_goes(model):
         stylize(content, styles, masks=[white.resize((20, 16)), black], **kwargs)
     with pytest.raises(SettingsError, match="one mask per style"):
         stylize(content, styles, masks=[white], **kwargs)
+
+
+def test_crop_paints_the_centre_squares_as_pytorch_adains_crop(model):
+    content, style = make_scene(56, 32), make_stripes(24, 40)
+    cropped = stylize(content, style, crop=True, content_size=32, style_size=None, model=model)
+    assert cropped.image.size == (32, 32) and cropped.metadata()["crop"] is True
+    by_hand = stylize(content.crop((12, 0, 44, 32)), style.crop((0, 8, 24, 32)), style_size=None, model=model)
+    assert cropped.image.tobytes() == by_hand.image.tobytes()
+    # A mask has the content's size and is cropped with it.
+    half = Image.new("L", content.size, 0)
+    half.paste(255, (0, 0, 28, 32))
+    masked = stylize(content, [style, make_scene(24, 24, seed=3)], masks=[half, half.point(lambda v: 255 - v)],
+                     crop=True, style_size=None, model=model)
+    assert masked.image.size == (32, 32)
+    assert not stylize(content, style, style_size=None, model=model).metadata()["crop"]
 
 
 def test_preserve_color_gives_the_style_the_contents_colours_first(model):

@@ -260,7 +260,8 @@ def test_stylize_is_offered_and_runs_when_its_weights_are_cached(adain_weights: 
         assert response.status_code == 202
         status = wait(client, response.json()["id"])
         assert status["status"] == "done", status["error"]
-        assert status["settings"] == {"size": 40, "preserve_color": "match", "style_weights": [2.0, 1.0], "alpha": 0.5}
+        assert status["settings"] == {"size": 40, "preserve_color": "match", "style_weights": [2.0, 1.0], "alpha": 0.5,
+                                      "crop": False}
         image = Image.open(io.BytesIO(client.get(status["result_url"]).content))
     assert image.size == (40, 27)
     assert image.text["painterly.method"] == "stylize"

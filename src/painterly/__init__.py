@@ -1,6 +1,6 @@
 """painterly: neural style transfer by optimisation (Gatys et al.) and AdaIN (Huang and Belongie)."""
 
-from .adain import AdaINModel, StylizeResult, stylize, stylize_batch
+from .adain import AdaINModel, StylizeResult, StylizeSettings, stylize, stylize_batch
 from .errors import Cancelled, ImageError, NonFiniteLossError, PainterlyError, SettingsError, WeightsError
 from .gatys import PRESETS, GatysSettings, OptimizationResult, get_preset, load_checkpoint, optimize, save_checkpoint
 from .images import load_image, read_metadata, resize_longer_side, save_image
@@ -26,6 +26,7 @@ __all__ = [
     "SettingsError",
     "SpeedSettings",
     "StylizeResult",
+    "StylizeSettings",
     "WeightsError",
     "get_preset",
     "load_checkpoint",

@@ -21,10 +21,10 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .color import PRESERVE_COLOR_CHOICES, prepare_colors, with_chroma_of_image
+from .color import prepare_colors, preserve_color_option, with_chroma_of_image
 from .device import resolve_device
 from .encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import check_masks, check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
 from .losses import channel_mean_std, normalized_weights
 from .memory import MemoryPlan, plan_memory
+from .options import check_options, from_record, option
 from .speed import ADAIN_SPEED, SpeedSettings, resolve_precision
 from .weights import (
     BUNDLED_ENCODER_SEED,
@@ -368,33 +369,80 @@ class StylizeResult:
         return {"painterly.method": "stylize", **self.settings, "seed": self.seed}
 
 
-def check_settings(*, style_count: int, alpha: float = 1.0, style_weights: Sequence[float] | None = None,
-                   preserve_color: str = "none", masks: Sequence[Any] | None = None, tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE,
-                   tile_overlap: int = DEFAULT_TILE_OVERLAP) -> list[float]:
-    """Refuse impossible :func:`stylize` settings with a :class:`SettingsError` (before any work:
-    a batch checks once); returns the style weights normalised to sum 1 (equal when None;
-    a count that does not match, a negative weight or an all-zero set is refused)."""
-    if style_count < 1:
-        raise SettingsError("no style image given")
-    if not (isinstance(alpha, (int, float)) and 0.0 <= alpha <= 1.0):
-        raise SettingsError(f"alpha must be between 0 and 1, got {alpha}")
-    if preserve_color not in PRESERVE_COLOR_CHOICES:
-        raise SettingsError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}, got {preserve_color!r}")
-    if masks is not None and style_weights is not None:
-        raise SettingsError("give style weights or masks, not both: the masks say how much of each style goes where")
-    if masks is not None and len(masks) != style_count:
-        raise SettingsError(f"{len(masks)} mask(s) given for {style_count} style image(s): give one mask per style")
-    if tile not in (True, False, "auto"):
-        raise SettingsError(f"tile must be True, False or 'auto', not {tile!r}")
-    if tile_overlap < MIN_TILE_OVERLAP or tile_overlap % DOWNSAMPLING:
-        raise SettingsError(
-            f"tile overlap must be a multiple of {DOWNSAMPLING} of at least {MIN_TILE_OVERLAP}, got {tile_overlap}: "
-            f"each output pixel sees {RECEPTIVE_FIELD_RADIUS} px around it, so less would leave seams along the tiles"
-        )
-    if tile_size % DOWNSAMPLING or tile_size <= 2 * tile_overlap:
-        raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} above twice the overlap "
-                            f"({2 * tile_overlap}; at least {MIN_TILE_SIZE} with the smallest overlap), got {tile_size}")
-    return normalized_weights(style_weights, style_count)
+@dataclass(frozen=True)
+class StylizeSettings:
+    """Everything that defines an AdaIN stylisation but the images, the weights and the device.
+
+    Each field is declared once (:func:`painterly.options.option`): the flags of ``painterly
+    stylize``, the web studio's form and its API schema are made from these declarations, and
+    :meth:`to_dict` is what an output records (:func:`stylize` fills in the style weights as
+    normalised and the tiling as done).
+    """
+
+    alpha: float = option(1.0, minimum=0.0, maximum=1.0, studio=True, studio_default=1.0,
+                          help="style strength from 0 (content) to 1 (default: {default})")
+    style_weights: tuple[float, ...] | None = option(
+        None, metavar="W", studio=True,
+        help="blend all styles into one output per content, with these weights (normalised to sum 1)")
+    preserve_color: str = preserve_color_option()
+    content_size: int | None = option(None, minimum=1, metavar="N",
+                                      help="longer side of the output (default: the content's)")
+    style_size: int | None = option(DEFAULT_STYLE_SIZE, minimum=1, metavar="N",
+                                    help="longer side the style is read at (default: {default})")
+    tile: bool | str = option("auto", choices=(True, False, "auto"),
+                              help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
+    tile_size: int = option(DEFAULT_TILE_SIZE, minimum=1, metavar="N",
+                            help="tile side in pixels, a multiple of 8 above twice the overlap (default: {default})")
+    #: pytorch-AdaIN's ``test.py --crop``: the square from each image's centre, its shorter side
+    #: wide (masks with the content), before the sizes apply; outputs are then square.
+    crop: bool = option(False, studio=True, studio_default=False,
+                        help="centre-crop the content and style images to squares first, as pytorch-AdaIN's "
+                        "--crop (masks with the content; the output is square)")
+    tile_overlap: int = option(DEFAULT_TILE_OVERLAP, metavar="N",
+                               help=f"pixels neighbouring tiles share, a multiple of {DOWNSAMPLING} of at least "
+                               f"{MIN_TILE_OVERLAP}: twice the network's {RECEPTIVE_FIELD_RADIUS} px receptive field, "
+                               "less would leave seams (default: {default})")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        if self.tile_overlap < MIN_TILE_OVERLAP or self.tile_overlap % DOWNSAMPLING:
+            raise SettingsError(
+                f"tile overlap must be a multiple of {DOWNSAMPLING} of at least {MIN_TILE_OVERLAP}, got {self.tile_overlap}: "
+                f"each output pixel sees {RECEPTIVE_FIELD_RADIUS} px around it, so less would leave seams along the tiles"
+            )
+        if self.tile_size % DOWNSAMPLING or self.tile_size <= 2 * self.tile_overlap:
+            raise SettingsError(f"tile size must be a multiple of {DOWNSAMPLING} above twice the overlap "
+                                f"({2 * self.tile_overlap}; at least {MIN_TILE_SIZE} with the smallest overlap), "
+                                f"got {self.tile_size}")
+
+    def style_blend(self, style_count: int, *, masks: int | None = None) -> list[float]:
+        """The style weights normalised to sum 1 for ``style_count`` styles (equal when None; a
+        count that does not match, a negative weight or an all-zero set is refused), after
+        checking that ``masks`` (how many mask images were given) has one per style."""
+        if style_count < 1:
+            raise SettingsError("no style image given")
+        if masks is not None and self.style_weights is not None:
+            raise SettingsError("give style weights or masks, not both: the masks say how much of each style goes where")
+        if masks is not None and masks != style_count:
+            raise SettingsError(f"{masks} mask(s) given for {style_count} style image(s): give one mask per style")
+        return normalized_weights(self.style_weights, style_count)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data (tuples as lists), the way an output's metadata holds them."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "StylizeSettings":
+        """The inverse of :meth:`to_dict`; ``values`` may be a whole output's metadata (other keys
+        are left). Settings added since the output was made keep their defaults."""
+        return from_record(cls, values)
+
+
+def centre_square(image: Image.Image) -> Image.Image:
+    """The largest square from the middle of ``image`` (torchvision's CenterCrop rounding)."""
+    side = min(image.size)
+    left, top = round((image.width - side) / 2), round((image.height - side) / 2)
+    return image.crop((left, top, left + side, top + side))
 
 
 def _mask_array(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
@@ -560,28 +608,9 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
     return Image.fromarray(output, "RGB")
 
 
-def stylize(
-    content: Image.Image,
-    style: Image.Image | Sequence[Image.Image],
-    *,
-    alpha: float = 1.0,
-    style_weights: Sequence[float] | None = None,
-    preserve_color: str = "none",
-    masks: Sequence[Image.Image] | None = None,
-    content_size: int | None = None,
-    style_size: int | None = DEFAULT_STYLE_SIZE,
-    decoder: str | os.PathLike = "auto",
-    encoder: str | os.PathLike = "auto",
-    device: str | torch.device = "auto",
-    tile: bool | str = "auto",
-    tile_size: int = DEFAULT_TILE_SIZE,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    seed: int = 0,
-    speed: SpeedSettings = ADAIN_SPEED,
-    model: AdaINModel | None = None,
-    callback: TileProgress | None = None,
-) -> StylizeResult:
-    """Repaint ``content`` in the style of ``style`` (one image or several) in one forward pass.
+def stylize(content: Image.Image, style: Image.Image | Sequence[Image.Image], **options: Any) -> StylizeResult:
+    """Repaint ``content`` in the style of ``style`` (one image or several) in one forward pass:
+    :func:`stylize_batch` for one content. The options, all keywords:
 
     - ``alpha`` in [0, 1]: 0 gives g(f(c)), 1 the full transfer.
     - ``style_weights``: one per style, normalised to sum 1 (negative or all-zero refused);
@@ -607,16 +636,12 @@ def stylize(
       "AdaIN"); one pass needs about 900 bytes per pixel.
     - ``callback(done, total)`` is called after every tile, statistics tiles included (once
       without tiles).
+    - ``settings``: a :class:`StylizeSettings` to start from (the keywords above change it).
 
     Any size works: the content is reflect-padded to a multiple of 8 and the output cropped
     back, so it has the content's (resized) size exactly.
     """
-    [result] = stylize_batch(
-        [content], style, batch_size=1, alpha=alpha, style_weights=style_weights, preserve_color=preserve_color,
-        masks=masks, content_size=content_size, style_size=style_size, decoder=decoder, encoder=encoder,
-        device=device, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap, seed=seed, speed=speed,
-        model=model, callback=callback,
-    )
+    [result] = stylize_batch([content], style, batch_size=1, **options)
     return result
 
 
@@ -624,27 +649,22 @@ def stylize_batch(
     contents: Sequence[Image.Image],
     style: Image.Image | Sequence[Image.Image],
     *,
-    batch_size: int | None = None,
-    alpha: float = 1.0,
-    style_weights: Sequence[float] | None = None,
-    preserve_color: str = "none",
+    settings: StylizeSettings | None = None,
     masks: Sequence[Image.Image] | None = None,
-    content_size: int | None = None,
-    style_size: int | None = DEFAULT_STYLE_SIZE,
+    batch_size: int | None = None,
     decoder: str | os.PathLike = "auto",
     encoder: str | os.PathLike = "auto",
     device: str | torch.device = "auto",
-    tile: bool | str = "auto",
-    tile_size: int = DEFAULT_TILE_SIZE,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
     seed: int = 0,
     speed: SpeedSettings = ADAIN_SPEED,
     model: AdaINModel | None = None,
     callback: TileProgress | None = None,
     content_statistics: Sequence[Stats] | None = None,
+    **changes: Any,
 ) -> list[StylizeResult]:
     """:func:`stylize` for several contents (same options), one result per content, in order.
 
+    ``changes`` are :class:`StylizeSettings` fields (``alpha=0.5`` ...), applied to ``settings``.
     Contents that end up the same size and need no tiles go through the networks together,
     up to ``batch_size`` at a time (fewer where the memory planner says a batch will not fit;
     None: :data:`DEFAULT_BATCH_SIZES` for the device): the same images as one at a time, within
@@ -657,40 +677,82 @@ def stylize_batch(
     """
     if batch_size is not None and batch_size < 1:
         raise SettingsError(f"batch size must be at least 1, got {batch_size}")
+    settings = _settings_for(settings, changes)
     styles = [style] if isinstance(style, Image.Image) else list(style)
-    weights = check_settings(style_count=len(styles), alpha=alpha, style_weights=style_weights,
-                             preserve_color=preserve_color, masks=masks,
-                             tile=tile, tile_size=tile_size, tile_overlap=tile_overlap)
+    weights = settings.style_blend(len(styles), masks=None if masks is None else len(masks))
+    if content_statistics is not None and (masks is not None or settings.crop or len(content_statistics) != len(contents)):
+        raise SettingsError("give one content statistic per content, and no masks or crop with them")
+    contents, styles, checked_masks = _sized_inputs(contents, styles, masks, settings)
+    if model is None:
+        model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
+    tiles, batches = _plan_passes(model, contents, styles, tile=settings.tile, tile_size=settings.tile_size,
+                                  tile_overlap=settings.tile_overlap,
+                                  batch_size=batch_size or default_batch_size(model.device))
+    total = len(batches) + sum(_tile_count(contents[i].size, t, settings.tile_overlap) for i, t in tiles.items())
+    images = _run_passes(model, contents, styles, checked_masks, weights, settings, tiles, batches,
+                         _Counter(total, callback), content_statistics)
+    results = []
+    for index, content in enumerate(contents):
+        image = images[index]
+        if settings.preserve_color == "luminance":
+            image = with_chroma_of_image(image, content)
+        # As done: the weights normalised, whether this content was tiled and at what size.
+        # The masks' names (the CLI records their files').
+        record = {**settings.to_dict(), "style_weights": weights, "tile": index in tiles,
+                  "masks": None if masks is None else [f"mask {i}" for i in range(1, len(masks) + 1)],
+                  "tile_size": tiles.get(index, settings.tile_size), "encoder": model.encoder_label,
+                  "decoder": model.decoder_label, "precision": model.precision}
+        results.append(StylizeResult(image, record, seed, model.weights_note))
+    return results
+
+
+def _settings_for(settings: StylizeSettings | None, changes: dict[str, Any]) -> StylizeSettings:
+    """``settings`` (default: :class:`StylizeSettings`) with ``changes``."""
+    return replace(settings or StylizeSettings(), **changes)
+
+
+def _sized_inputs(contents: Sequence[Image.Image], styles: list[Image.Image], masks: Sequence[Image.Image] | None,
+                  settings: StylizeSettings) -> tuple[list[Image.Image], list[Image.Image], list[Image.Image] | None]:
+    """The contents (RGB) and styles at the sizes they are used at, and the masks checked
+    against every content (before any resizing, so refusals name the sizes given)."""
     contents = [content.convert("RGB") for content in contents]
-    if content_statistics is not None and (masks is not None or len(content_statistics) != len(contents)):
-        raise SettingsError("give one content statistic per content, and no masks with them")
-    for content in contents:
-        check_min_side(content.size, content_size, min_side=MIN_SIDE, what="the content image")
-    for index, style_image in enumerate(styles, start=1):
-        check_min_side(style_image.size, style_size, min_side=MIN_SIDE, what=f"style image {index}")
     checked_masks = None
     if masks is not None:
         for content in contents:  # every content must have the masks' size
             checked_masks = check_masks(masks, content.size, count=len(styles))
-    if content_size is not None:
-        contents = [resize_longer_side(content, content_size) for content in contents]
-    if style_size is not None:
-        styles = [resize_longer_side(s, style_size) for s in styles]
-    if model is None:
-        model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
-    if batch_size is None:
-        batch_size = default_batch_size(model.device)
-    tiles, batches = _plan_passes(model, contents, styles, tile=tile, tile_size=tile_size, tile_overlap=tile_overlap,
-                                  batch_size=batch_size)
+    if settings.crop:
+        contents, styles = [centre_square(c) for c in contents], [centre_square(s) for s in styles]
+        checked_masks = None if checked_masks is None else [centre_square(m) for m in checked_masks]
+    for content in contents:
+        check_min_side(content.size, settings.content_size, min_side=MIN_SIDE, what="the content image")
+    for index, style_image in enumerate(styles, start=1):
+        check_min_side(style_image.size, settings.style_size, min_side=MIN_SIDE, what=f"style image {index}")
+    if settings.content_size is not None:
+        contents = [resize_longer_side(content, settings.content_size) for content in contents]
+    if settings.style_size is not None:
+        styles = [resize_longer_side(s, settings.style_size) for s in styles]
+    return contents, styles, checked_masks
 
-    done, total = 0, len(batches) + sum(_tile_count(contents[i].size, t, tile_overlap) for i, t in tiles.items())
 
-    def step() -> None:
-        nonlocal done
-        done += 1
-        if callback is not None:
-            callback(done, total)
+class _Counter:
+    """Counts the passes of a :func:`stylize_batch` call and tells ``callback(done, total)``."""
 
+    def __init__(self, total: int, callback: TileProgress | None) -> None:
+        self.done, self.total, self.callback = 0, total, callback
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _run_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Image.Image],
+                masks: list[Image.Image] | None, weights: list[float], settings: StylizeSettings,
+                tiles: dict[int, int], batches: list[list[int]], step: Callable[[], None],
+                held: Sequence[Stats] | None) -> dict[int, Image.Image]:
+    """The stylised image of every content by index: the tiled ones tile by tile, the others in
+    their batches (:func:`_plan_passes`)."""
+    preserve_color = settings.preserve_color
     images: dict[int, Image.Image] = {}
     with model.speed.running(model.device):
         style_tensors = [image_to_tensor(s.convert("RGB")).to(model.device) for s in styles]
@@ -704,38 +766,16 @@ def stylize_batch(
         # luma, as color.luminance) and gives the result the content's chroma back at the end.
         net_contents = [c.convert("L").convert("RGB") if preserve_color == "luminance" else c for c in contents]
         for index, size in tiles.items():
-            held = None if content_statistics is None else content_statistics[index]
-            images[index] = _stylize_tiles(model, net_contents[index], statistics_for(index), checked_masks, weights,
-                                           alpha, size, tile_overlap, step, held)
+            images[index] = _stylize_tiles(model, net_contents[index], statistics_for(index), masks, weights,
+                                           settings.alpha, size, settings.tile_overlap, step,
+                                           None if held is None else held[index])
         for indices in batches:
-            stats = [statistics_for(i) for i in indices]
-            held = None if content_statistics is None else [content_statistics[i] for i in indices]
-            outputs = _stylize_together(model, [net_contents[i] for i in indices], stats, checked_masks, weights, alpha,
-                                        held)
+            outputs = _stylize_together(model, [net_contents[i] for i in indices], [statistics_for(i) for i in indices],
+                                        masks, weights, settings.alpha,
+                                        None if held is None else [held[i] for i in indices])
             images.update(zip(indices, outputs))
             step()
-
-    results = []
-    for index, content in enumerate(contents):
-        image = images[index]
-        if preserve_color == "luminance":
-            image = with_chroma_of_image(image, content)
-        settings = {
-            "alpha": float(alpha),
-            "style_weights": weights,
-            "preserve_color": preserve_color,
-            "mask": checked_masks is not None,
-            "content_size": content_size,
-            "style_size": style_size,
-            "encoder": model.encoder_label,
-            "decoder": model.decoder_label,
-            "precision": model.precision,
-            "tile": index in tiles,
-            "tile_size": tiles.get(index, tile_size),
-            "tile_overlap": tile_overlap,
-        }
-        results.append(StylizeResult(image, settings, seed, model.weights_note))
-    return results
+    return images
 
 
 def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, content_size: int | None = None,

@@ -14,8 +14,12 @@ Images are tensors (N, 3, H, W) in [0, 1]. Luminance and chroma are BT.601 YCbCr
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from PIL import Image
+
+from .options import option
 
 _RGB_TO_YCBCR = torch.tensor(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
@@ -121,6 +125,15 @@ def match_histogram(source: torch.Tensor, reference: torch.Tensor) -> torch.Tens
 
 #: Values of the ``preserve_color`` setting, shared by every method.
 PRESERVE_COLOR_CHOICES = ("none", "luminance", "match")
+
+
+def preserve_color_option() -> Any:
+    """The ``preserve_color`` setting's declaration, the same for every method (checked, and
+    refused with one message, by :func:`painterly.options.check_options`)."""
+    return option("none", choices=PRESERVE_COLOR_CHOICES, flag="--preserve-color", studio=True, studio_default="none",
+                  help="keep the content's colours: 'match' (the flag alone) first gives the style images the "
+                  "content's colour mean and covariance; 'luminance' transfers on the luminance only (the style's "
+                  "histogram matched to the content's) and puts back the content's chroma (default: none)")
 
 
 def grey(image: torch.Tensor) -> torch.Tensor:

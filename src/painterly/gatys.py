@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .color import PRESERVE_COLOR_CHOICES, grey, keep_luminance, prepare_colors, restore_colors
+from .color import grey, keep_luminance, prepare_colors, preserve_color_option, restore_colors
 from .device import resolve_device
 from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import NonFiniteLossError, PainterlyError, SettingsError
@@ -64,6 +64,7 @@ from .images import (
     resize_longer_side,
     tensor_to_image,
 )
+from .options import check_options, option
 from .losses import (
     channel_mean_std,
     content_loss,
@@ -108,11 +109,12 @@ POOLINGS = ("max", "avg")
 class GatysSettings:
     """Everything that defines an optimisation run; presets are instances of it."""
 
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    style_layers: tuple[str, ...] = STANDARD_STYLE_LAYERS
-    content_weight: float = 5.0
-    style_weight: float = 100.0
-    tv_weight: float = 1e-3
+    content_layers: tuple[str, ...] = option(("relu4_2",), metavar="LAYER", help="e.g. relu4_2")
+    style_layers: tuple[str, ...] = option(STANDARD_STYLE_LAYERS, metavar="LAYER", help="e.g. relu1_1 relu2_1 relu3_1")
+    content_weight: float = option(5.0, minimum=0.0, help="content loss weight")
+    style_weight: float = option(100.0, minimum=0.0, help="style loss weight")
+    tv_weight: float = option(1e-3, minimum=0.0, studio=True,
+                              help="total-variation (smoothing) weight (default: {default})")
     #: Divide each term's weight by its number of layers (Keras, TensorFlow blog).
     average_layers: bool = False
     gram_normalization: str = "channels_positions"
@@ -120,28 +122,43 @@ class GatysSettings:
     style_reduction: str = "mean"
     content_reduction: str = "mean"
     tv_kind: str = "squared"
-    feature_scale: float = CAFFE_FEATURE_SCALE
+    feature_scale: float = option(CAFFE_FEATURE_SCALE, positive=True, metavar="S",
+                                  help="multiply the encoder's features by S (255 x 0.226 makes torchvision's VGG speak "
+                                  "Caffe's magnitudes)")
     #: The optimised variable is the [0, 1] image times this: one number, or one per channel (RGB).
-    pixel_scale: float | tuple[float, ...] = 255.0
-    optimizer: str = "lbfgs"
-    learning_rate: float = 1.0
+    pixel_scale: float | tuple[float, ...] = option(
+        255.0, positive=True, metavar="S",
+        help="optimise the [0, 1] image times S (one number, or one per channel R G B): the recipe's pixel space, "
+        "in which its learning rate and TV weight are meant")
+    optimizer: str = option("lbfgs", choices=("lbfgs", "adam", "sgd"), help="default: {default}")
+    learning_rate: float = option(1.0, positive=True, help="default: {default}")
     #: Learning rate times ``lr_decay`` every ``lr_decay_every`` iterations (0: constant).
-    lr_decay: float = 1.0
-    lr_decay_every: int = 0
+    lr_decay: float = option(1.0, positive=True, metavar="RATE",
+                             help="multiply the learning rate by RATE every --lr-decay-every steps; 'none' (or 1) "
+                             "switches a preset's decay off")
+    lr_decay_every: int = option(0, minimum=0, metavar="N", help="steps per decay (0: never)")
     #: Step the decay every ``lr_decay_every`` iterations, or smoothly (Keras's ExponentialDecay).
     lr_decay_staircase: bool = True
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
-    iterations: int = 1000
-    size: int = 512
+    iterations: int = option(1000, minimum=1, studio=True, studio_default=100, studio_maximum="max_iterations",
+                             help="optimisation steps at each scale (default: {default})")
+    size: int = option(512, minimum=MIN_SIZE, studio=True, studio_default=256, studio_maximum="max_size",
+                       help="longer side of the output in pixels (default: {default})")
     #: ``content``, ``noise`` (uniform in [0, 1]) or ``gaussian`` (neural-style's ``-init random``:
     #: Caffe's mean colour plus Gaussian noise of std 0.001 on its 0-256 scale).
-    init: str = "noise"
+    init: str = option("noise", choices=INIT_CHOICES, studio=True, studio_choices=("content", "noise"),
+                       studio_default="content",
+                       help="start from 'content', 'noise' (uniform), 'gaussian' (neural-style's: the mean colour plus "
+                       "tiny Gaussian noise), or an image file (default: {default})")
     # -- Fidelity to the recipes' code (docs/presets.md) --------------------------------------
     #: When the pixels are clamped to [0, pixel_scale]: ``never``; ``step``, after each optimiser
     #: step (the TensorFlow blog); ``closure``, before every loss evaluation, L-BFGS's included
     #: (the PyTorch tutorial); ``auto``: ``step`` for Adam and SGD, ``never`` for L-BFGS.
-    clamp: str = "auto"
+    clamp: str = option("auto", choices=CLAMP_CHOICES,
+                        help="clamp the pixels to the image's range: never, after each step (TensorFlow blog), or "
+                        "before every loss evaluation, L-BFGS's too (PyTorch tutorial); auto: after each step for "
+                        "Adam and SGD, never for L-BFGS (default: {default})")
     #: Add ``adam_eps`` to sqrt(v) before Adam's bias correction, as TensorFlow 1's Adam does
     #: (torch adds it after: the same step as torch with eps / sqrt(1 - beta2^t)).
     adam_eps_hat: bool = False
@@ -149,83 +166,65 @@ class GatysSettings:
     #: The encoder weights the recipe was designed for.
     weights: str = "vgg19"
     #: Colour control (:func:`painterly.color.prepare_colors`): ``none``, ``luminance`` or ``match``.
-    preserve_color: str = "none"
+    preserve_color: str = preserve_color_option()
     #: Keep the content's luminance, take the stylised result's chroma (:func:`painterly.color.keep_luminance`).
-    transfer_color_only: bool = False
+    transfer_color_only: bool = option(False, help="the opposite: keep the content's luminance (detail, shading) and "
+                                       "take only the stylised result's chroma")
     #: The style images' longer side as a multiple of the output's, at every scale.
-    style_scale: float = 1.0
+    style_scale: float = option(1.0, positive=True,
+                                help="style images' longer side as a multiple of the output's (default: {default}; "
+                                "smaller gives finer brush strokes)")
     #: Coarse-to-fine optimisation: how many scales, the first one's longer side (default: halve
     #: per scale), and iterations at each scale (default: ``iterations`` at every scale).
-    scales: int = 1
-    start_size: int | None = None
-    iterations_per_scale: tuple[int, ...] = ()
+    scales: int = option(1, minimum=1, help="coarse-to-fine optimisation over this many sizes, each starting from the "
+                         "previous result upsampled (default: {default})")
+    start_size: int | None = option(None, metavar="PX",
+                                    help="longer side at the first scale (default: SIZE halved per extra scale)")
+    iterations_per_scale: tuple[int, ...] = option(
+        (), minimum=1, metavar="N",
+        help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
     #: neural-style's ``-normalize_gradients``: each content and style term's gradient with
     #: respect to its layer's features is divided by its L1 norm before its weight applies.
-    normalize_gradients: bool = False
+    normalize_gradients: bool = option(False, help="neural-style's -normalize_gradients: each content and style "
+                                       "term's gradient is divided by its L1 norm before its weight applies")
     #: Steps of curvature history L-BFGS keeps (neural-style's ``-lbfgs_num_correction``; 100,
     #: torch's and optim.lbfgs's default). Each holds two image-sized tensors.
-    lbfgs_history: int = 100
+    lbfgs_history: int = option(100, minimum=1, metavar="N",
+                                help="steps of curvature history L-BFGS keeps, two image-sized tensors each "
+                                "(neural-style's -lbfgs_num_correction; default: {default})")
     #: ``gram`` (Gatys et al.), ``mean-std`` (channel means and stds, as AdaIN's loss),
     #: ``sliced-wasserstein`` (Heitz et al. 2021) or ``histogram`` (Risser et al. 2017).
-    style_loss: str = "gram"
+    style_loss: str = option("gram", choices=STYLE_LOSSES, studio=True,
+                             help="how style statistics are compared: gram (Gatys et al.), mean-std (channel means and "
+                             "stds), sliced-wasserstein (Heitz et al. 2021) or histogram (Risser et al. 2017); masks work "
+                             "with gram and mean-std (default: {default})")
     #: One weight per style layer, multiplying that layer's style term (empty: 1 for every layer).
-    style_layer_weights: tuple[float, ...] = ()
+    style_layer_weights: tuple[float, ...] = option(
+        (), minimum=0.0, metavar="W", help="one weight per style layer, multiplying its style term (default: 1 each)")
     #: Calibrate every layer on the content image (once per scale; deterministic): features are
     #: divided by their root mean square there, and each style layer's term by the content
     #: image's own style loss at that layer, so every layer and every style loss starts at 1.
-    calibrate_layers: bool = False
+    calibrate_layers: bool = option(False, help="scale every layer's features to unit size on the content image and "
+                                    "each style layer's term by the content's own style loss there")
     #: The encoder's 2x2 pooling: ``max`` (torchvision's VGG) or ``avg`` (Gatys et al. 2016).
-    pooling: str = "max"
+    pooling: str = option("max", choices=POOLINGS, help="the encoder's pooling: max (torchvision's VGG) or avg "
+                          "(Gatys et al.); the weights stay the same (default: {default})")
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        check_options(self)  # choices and bounds, as each field declares them
         deepest_layer(self.content_layers + self.style_layers)  # raises on unknown layer names
-        if self.optimizer not in ("lbfgs", "adam", "sgd"):
-            raise SettingsError(f"unknown optimizer {self.optimizer!r}: choose lbfgs, adam or sgd")
-        self._check_fidelity_settings()
-        if self.iterations < 1:
-            raise SettingsError(f"iterations must be at least 1, got {self.iterations}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            if getattr(self, name) < 0 or not math.isfinite(getattr(self, name)):
-                raise SettingsError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise SettingsError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.preserve_color not in PRESERVE_COLOR_CHOICES:
-            raise SettingsError(f"unknown preserve_color {self.preserve_color!r}: choose {', '.join(PRESERVE_COLOR_CHOICES)}")
+        scales = self.pixel_scale if isinstance(self.pixel_scale, tuple) else (self.pixel_scale,)
+        if len(scales) not in (1, 3):
+            raise SettingsError(f"pixel_scale must be one number or three, got {self.pixel_scale}")
         if self.transfer_color_only and self.preserve_color != "none":
             raise SettingsError("transfer_color_only takes the style's colours: it cannot be combined with preserve_color")
-        if not (self.style_scale > 0 and math.isfinite(self.style_scale)):
-            raise SettingsError(f"style_scale must be a positive number, got {self.style_scale}")
-        if self.scales < 1:
-            raise SettingsError(f"scales must be at least 1, got {self.scales}")
         if self.start_size is not None and not MIN_SIZE <= self.start_size <= self.size:
             raise SettingsError(f"start_size must be between {MIN_SIZE} and size ({self.size}), got {self.start_size}")
         if self.iterations_per_scale and len(self.iterations_per_scale) != self.scales:
             raise SettingsError(f"{len(self.iterations_per_scale)} iterations_per_scale given for {self.scales} scales")
-        if any(n < 1 for n in self.iterations_per_scale):
-            raise SettingsError(f"iterations_per_scale must all be at least 1, got {list(self.iterations_per_scale)}")
-        if self.lbfgs_history < 1:
-            raise SettingsError(f"lbfgs_history must be at least 1, got {self.lbfgs_history}")
-        if self.style_loss not in STYLE_LOSSES:
-            raise SettingsError(f"unknown style_loss {self.style_loss!r}: choose {', '.join(STYLE_LOSSES)}")
         if self.style_layer_weights and len(self.style_layer_weights) != len(self.style_layers):
             raise SettingsError(f"{len(self.style_layer_weights)} style_layer_weights given for {len(self.style_layers)} style layers")
-        if any(not (w >= 0 and math.isfinite(w)) for w in self.style_layer_weights):
-            raise SettingsError(f"style_layer_weights must be finite numbers >= 0, got {list(self.style_layer_weights)}")
-        if self.pooling not in POOLINGS:
-            raise SettingsError(f"unknown pooling {self.pooling!r}: choose {', '.join(POOLINGS)}")
-
-    def _check_fidelity_settings(self) -> None:
-        if self.init not in INIT_CHOICES:
-            raise SettingsError(f"unknown init {self.init!r}: choose {', '.join(INIT_CHOICES)}, or pass an image")
-        if self.clamp not in CLAMP_CHOICES:
-            raise SettingsError(f"unknown clamp {self.clamp!r}: choose {', '.join(CLAMP_CHOICES)}")
-        scales = self.pixel_scale if isinstance(self.pixel_scale, tuple) else (self.pixel_scale,)
-        if len(scales) not in (1, 3) or not all(0 < value < math.inf for value in (*scales, self.feature_scale)):
-            raise SettingsError(f"pixel_scale (one number or three) and feature_scale must be positive, "
-                                f"got {self.pixel_scale} and {self.feature_scale}")
-        if not 0 < self.lr_decay < math.inf or self.lr_decay_every < 0:
-            raise SettingsError(f"lr_decay must be positive and lr_decay_every >= 0, got {self.lr_decay} and {self.lr_decay_every}")
 
     def clamps_after_step(self) -> bool:
         """Whether the pixels are clamped after each optimiser step (``clamp`` resolved)."""

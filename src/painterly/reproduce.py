@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .adain import DEFAULT_STYLE_SIZE, stylize
+from .adain import StylizeSettings, stylize
 from .errors import PainterlyError, SettingsError
 from .files import sha256_file
 from .gatys import GatysSettings, Progress, optimize
@@ -259,23 +259,18 @@ def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: 
     seed = _label_seed(metadata["encoder"], int(metadata.get("seed", 0)))
     encoder, decoder = _adain_specs(metadata, found)
     studio = metadata.get("painterly.source") == "studio"
-    style_size = metadata.get("style_size", DEFAULT_STYLE_SIZE)
+    # As done: the tiling the output records, and no weights beside masks (they were normalised).
+    settings = StylizeSettings.from_dict({**metadata, "tile": bool(metadata.get("tile", False)),
+                                          "style_weights": None if masks else metadata.get("style_weights")})
     result = stylize(
-        load_image(found["content"][0], reduce_to=_reduce_to(metadata, found, metadata.get("content_size"))),
-        _images(found, "style", None if studio else style_size),
-        alpha=float(metadata["alpha"]),
-        style_weights=None if masks else metadata.get("style_weights"),
-        preserve_color=metadata.get("preserve_color", "none"),
+        load_image(found["content"][0], reduce_to=_reduce_to(metadata, found, settings.content_size)),
+        _images(found, "style", None if studio else settings.style_size),
+        settings=settings,
         masks=masks,
-        content_size=metadata.get("content_size"),
-        style_size=style_size,
         encoder=encoder,
         decoder=decoder,
         seed=seed,
         device=device,
-        tile=bool(metadata.get("tile", False)),
-        tile_size=int(metadata["tile_size"]),
-        tile_overlap=int(metadata["tile_overlap"]),
         speed=replace(ADAIN_SPEED, precision=metadata.get("precision", ADAIN_SPEED.precision)),
     )
     return result.image

@@ -55,6 +55,7 @@ from .errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
 from .files import atomic_path, load_torch, save_torch
 from .images import IMAGE_SUFFIXES, check_size, save_image, tensor_to_image
 from .losses import content_loss, mean_std_style_loss
+from .options import option
 from .weights import with_record
 
 
@@ -67,38 +68,42 @@ class TrainConfig:
 
     content_dir: str = ""
     style_dir: str = ""
-    lr: float = 1e-4
+    lr: float = option(1e-4, positive=True, help="Adam learning rate (adain: 1e-4)")
     #: lr at iteration i is lr / (1 + lr_decay * i); 0 keeps it constant.
-    lr_decay: float = 5e-5
-    batch_size: int = 8
+    lr_decay: float = option(5e-5, minimum=0.0, help="lr / (1 + lr_decay * iteration) (adain: 5e-5; 0: constant)")
+    batch_size: int = option(8, minimum=1, help="images per batch and process (adain: 8)")
     #: Images are resized so their shorter side is image_size, then cropped to crop_size squares.
-    image_size: int = 512
-    crop_size: int = 256
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    iterations: int = 160_000
-    workers: int = 4
-    seed: int = 0
+    image_size: int = option(512, help="shorter side images are resized to (adain: 512)")
+    crop_size: int = option(256, help="side of the random square crops (adain: 256)")
+    content_weight: float = option(1.0, minimum=0.0, help="weight of the content loss (1)")
+    style_weight: float = option(10.0, minimum=0.0, help="weight lambda of the style loss (adain: 10)")
+    iterations: int = option(160_000, minimum=1, help="optimiser steps in all (adain: 160000)")
+    workers: int = option(4, minimum=0, help="data loader processes per training process (4; 0 loads in-process)")
+    seed: int = option(0, minimum=0, maximum=2**63 - 1,
+                       help="seed of the decoder's initialisation and the data order, 0 to 2**63-1 (0)")
     #: Encoder weights: a registry name (vgg19-normalised, adain, vgg19, random) or a file.
-    encoder: str = "vgg19-normalised"
+    encoder: str = option("vgg19-normalised", metavar="NAME|PATH",
+                          help="frozen encoder: vgg19-normalised (default), adain, vgg19, random, or a weight file")
     #: Seed of ``random`` encoder weights: stylise with the same one.
-    encoder_seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 1000
+    encoder_seed: int = option(0, minimum=0, maximum=2**63 - 1, help="seed of --encoder random weights (0)")
+    device: str = option("auto", help="where to compute: auto, cpu, cuda, cuda:N or mps (auto)")
+    checkpoint_every: int = option(1000, minimum=1, metavar="N", help="save a checkpoint every N iterations (1000)")
     #: How many checkpoints to keep (the newest).
-    keep: int = 3
-    monitor_every: int = 1000
-    log_every: int = 10
+    keep: int = option(3, minimum=1, metavar="K", help="keep the newest K checkpoints (3)")
+    monitor_every: int = option(1000, minimum=1, metavar="N",
+                                help="write a style | content | result grid every N iterations (1000)")
+    log_every: int = option(10, minimum=1, metavar="N", help="a losses.csv row every N iterations (10)")
     #: Fraction of each folder held out for validation losses and the monitor grid.
-    val_fraction: float = 0.0
+    val_fraction: float = option(0.0, minimum=0.0, help="fraction of each folder held out for validation losses (0)")
     #: Held-out content images scored at each monitor step (paired with held-out styles in turn).
-    val_images: int = 16
-    amp: bool = False
-    channels_last: bool = False
+    val_images: int = option(16, minimum=1, help="held-out images scored at each monitor step (16)")
+    amp: bool = option(False, help="mixed precision: fp16 with loss scaling on GPUs, bf16 on CPUs")
+    channels_last: bool = option(False, help="channels-last memory layout (faster convolutions on recent GPUs)")
     recipe: str = "adain"
     #: TensorBoard logs in RUN_DIR/tensorboard: None when it is installed, True asked for (a
     #: note at the start says when it is not installed), False never.
-    tensorboard: bool | None = None
+    tensorboard: bool | None = option(None, help="TensorBoard logs in RUN_DIR/tensorboard (default: when tensorboard "
+                                      "is installed; asked for and not installed, the run says so)")
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "iterations", "checkpoint_every", "keep", "monitor_every", "log_every", "val_images"):

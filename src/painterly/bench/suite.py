@@ -45,6 +45,7 @@ from ..gatys import GatysObjective, GatysSettings, Progress, get_preset, initial
 from ..images import image_to_tensor, tensor_to_image
 from ..losses import channel_mean_std
 from ..memory import plan_memory
+from ..options import option
 from ..speed import ADAIN_SPEED, GATYS_SPEED, SpeedSettings, resolve_precision
 from ..training import decoder_losses
 from ..weights import NORMALISED_INDICES, TORCHVISION_INDICES, VGG19_CONV_CHANNELS, random_vgg19_state_dict
@@ -60,24 +61,31 @@ BASELINES = ("naive", "frozen reference")
 class BenchConfig:
     """What to time. Sizes are square sides in pixels."""
 
-    adain_sizes: tuple[int, ...] = (256, 512, 1024)
-    adain_batches: tuple[int, ...] = (1, 8)
-    gatys_sizes: tuple[int, ...] = (256, 512)
-    gatys_iterations: int = 5
-    training_size: int = 256
-    training_batch: int = 8
-    warmup: int = 1
-    repeats: int = 3
+    adain_sizes: tuple[int, ...] = option((256, 512, 1024), minimum=32, flag="--sizes", metavar="PX",
+                                          help="AdaIN sizes (default: {default})")
+    adain_batches: tuple[int, ...] = option((1, 8), minimum=1, flag="--batches", metavar="N",
+                                            help="AdaIN batch sizes (default: {default})")
+    gatys_sizes: tuple[int, ...] = option((256, 512), minimum=32, metavar="PX", help="Gatys sizes (default: {default})")
+    gatys_iterations: int = option(5, minimum=1, metavar="N", help="timed Gatys iterations (default: {default})")
+    training_size: int = option(256, minimum=32, metavar="PX", help="training crop size (default: {default})")
+    training_batch: int = option(8, minimum=1, metavar="N", help="training batch (default: {default})")
+    warmup: int = option(1, minimum=0, help="untimed runs first (default: {default})")
+    repeats: int = option(3, minimum=1, help="timed runs per case; the median is reported (default: {default})")
     #: Also time each speed option alone (the ablation behind benchmarks/NOTES.md).
-    ablation: bool = False
+    ablation: bool = option(False, help="also time each speed option alone (precision, layout)")
     #: Also time the painterly settings with torch.compile.
-    compile: bool = False
+    compile: bool = option(False, help="also time painterly's settings under torch.compile (slow to compile)")
     #: Gatys's optimiser: ``lbfgs`` (gatys2016) or ``adam`` (neural-style's -optimizer adam, lr 10).
-    gatys_optimizer: str = "lbfgs"
+    gatys_optimizer: str = option("lbfgs", choices=("lbfgs", "adam"),
+                                  help="gatys2016's L-BFGS (default) or Adam, lr 10")
     #: Time to quality at the first Gatys size: the frozen reference's loss after this many
     #: iterations is the target (0: not measured).
-    gatys_time_to_loss: int = 0
-    sections: tuple[str, ...] = ("adain", "gatys", "training")
+    gatys_time_to_loss: int = option(0, minimum=0, flag="--time-to-loss", metavar="N",
+                                     help="also time how long painterly takes, single-scale and coarse to fine, to reach "
+                                     "the loss the frozen reference reaches in N iterations, at the first Gatys size "
+                                     "(default: 100, --quick 5; 0: skip)")
+    sections: tuple[str, ...] = option(("adain", "gatys", "training"), choices=("adain", "gatys", "training"),
+                                       flag="--only", help="sections to run (default: all)")
 
     @classmethod
     def quick(cls) -> "BenchConfig":

@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..bench import BenchConfig, BenchReport, run_benchmark
+from ..options import add_flags, flag_values
 from .common import SEED_HELP, add_subcommand, info, positive_int, seed
 
 EXAMPLES = """\
@@ -28,24 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="time AdaIN, Gatys and decoder training here, beside a naive float32 baseline",
         examples=EXAMPLES,
     )
+    add_flags(parser, BenchConfig)
     parser.add_argument("--quick", action="store_true", help="64-pixel sizes and 2 repeats: checks the benchmark runs, in seconds")
     parser.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    parser.add_argument("--only", nargs="+", choices=("adain", "gatys", "training"), help="sections to run (default: all)")
-    parser.add_argument("--sizes", nargs="+", type=positive_int, metavar="PX", help="AdaIN sizes (default: 256 512 1024)")
-    parser.add_argument("--batches", nargs="+", type=positive_int, metavar="N", help="AdaIN batch sizes (default: 1 8)")
-    parser.add_argument("--gatys-sizes", nargs="+", type=positive_int, metavar="PX", help="Gatys sizes (default: 256 512)")
-    parser.add_argument("--gatys-iterations", type=positive_int, metavar="N", help="timed Gatys iterations (default: 5)")
-    parser.add_argument("--gatys-optimizer", choices=("lbfgs", "adam"), help="gatys2016's L-BFGS (default) or Adam, lr 10")
-    parser.add_argument("--time-to-loss", type=int, metavar="N",
-                        help="also time how long painterly takes, single-scale and coarse to fine, to reach the loss the "
-                        "frozen reference reaches in N iterations, at the first Gatys size (default: 100, --quick 5; 0: skip)")
-    parser.add_argument("--training-size", type=positive_int, metavar="PX", help="training crop size (default: 256)")
-    parser.add_argument("--training-batch", type=positive_int, metavar="N", help="training batch (default: 8)")
-    parser.add_argument("--repeats", type=positive_int, help="timed runs per case; the median is reported (default: 3)")
-    parser.add_argument("--warmup", type=int, help="untimed runs first (default: 1)")
-    parser.add_argument("--ablation", action="store_true", help="also time each speed option alone (precision, layout)")
-    parser.add_argument("--compile", action="store_true", help="also time painterly's settings under torch.compile (slow to compile)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: every core this process may use)")
     parser.add_argument("--peak-gflops", type=float, metavar="G", help="the device's peak GFLOP/s, for the table (default: known GPUs' data sheets, else measured on a matrix product)")
     parser.add_argument("--seed", type=seed, default=0, help=f"seed of the random weights and inputs, {SEED_HELP} (default: 0)")
@@ -55,20 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = BenchConfig.quick() if args.quick else BenchConfig()
-    changes = {
-        "adain_sizes": tuple(args.sizes) if args.sizes else None,
-        "adain_batches": tuple(args.batches) if args.batches else None,
-        "gatys_sizes": tuple(args.gatys_sizes) if args.gatys_sizes else None,
-        "gatys_iterations": args.gatys_iterations,
-        "gatys_optimizer": args.gatys_optimizer,
-        "gatys_time_to_loss": args.time_to_loss if args.time_to_loss is not None else (5 if args.quick else 100),
-        "training_size": args.training_size,
-        "training_batch": args.training_batch,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "sections": tuple(args.only) if args.only else None,
-    }
-    config = config.updated(**changes, ablation=args.ablation, compile=args.compile)
+    changes = flag_values(args, BenchConfig)
+    if args.gatys_time_to_loss is None:
+        changes["gatys_time_to_loss"] = 5 if args.quick else 100
+    config = config.updated(**changes)
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     bar: tqdm | None = None
 

@@ -10,11 +10,11 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from ..color import PRESERVE_COLOR_CHOICES
 from ..device import DEVICE_CHOICES
 from ..errors import SettingsError
 from ..gatys import Progress
 from ..images import IMAGE_SUFFIXES, list_images
+from ..options import settings_of
 from ..speed import PRECISIONS, SpeedSettings
 
 
@@ -163,14 +163,12 @@ def numbered_path(path: Path, number: int) -> Path:
     return path.with_name(f"{path.stem}_{number:05d}{path.suffix}")
 
 
-def add_preserve_color_argument(parser: argparse.ArgumentParser) -> None:
-    """``--preserve-color [MODE]``, the same flag for every method (bare: ``match``)."""
-    parser.add_argument(
-        "--preserve-color", nargs="?", const="match", default="none", choices=PRESERVE_COLOR_CHOICES,
-        help="keep the content's colours: 'match' (the flag alone) first gives the style images the "
-        "content's colour mean and covariance; 'luminance' transfers on the luminance only (the style's "
-        "histogram matched to the content's) and puts back the content's chroma (default: none)",
-    )
+def add_preserve_color_argument(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--preserve-color [MODE]``, the same flag for every method (bare: ``match``), declared by
+    ``cls``'s ``preserve_color`` field; the flag alone needs this custom parsing."""
+    [setting] = [s for s in settings_of(cls) if s.name == "preserve_color"]
+    parser.add_argument(setting.flag, nargs="?", const="match", default=setting.default, choices=setting.option.choices,
+                        help=setting.help)
 
 
 def expand_inputs(specs: list[str], *, what: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:

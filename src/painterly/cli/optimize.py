@@ -10,12 +10,9 @@ from typing import Any, Callable
 from ..errors import SettingsError
 from ..files import check_writes, same_file
 from ..gatys import (
-    CLAMP_CHOICES,
     DEFAULT_PRESET,
     INIT_CHOICES,
-    POOLINGS,
     PRESETS,
-    STYLE_LOSSES,
     GatysSettings,
     Progress,
     get_preset,
@@ -32,11 +29,11 @@ from ..images import (
     split_alpha,
     tensor_to_image,
 )
-from ..errors import SettingsError
-from ..speed import GATYS_SPEED
-from ..profiles import PROFILE_CHOICES, RANDOM_FEATURES
+from ..options import add_flags, flag_values, settings_of
 from ..plotting import plot_losses
+from ..profiles import PROFILE_CHOICES, RANDOM_FEATURES
 from ..reproduce import describe_inputs, weight_file_inputs
+from ..speed import GATYS_SPEED
 from ..temporal import FLOW_PRESETS
 from ..video import DEFAULT_TEMPORAL_WEIGHT, VIDEO_SUFFIXES
 from .common import (
@@ -83,46 +80,23 @@ disagree, the code wins, e.g. d2l's style weight is 1e4, not the 1e3 it writes; 
 """ + "\n".join(f"  {name:10s} {settings.source}" for name, settings in PRESETS.items())
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
 def decay_rate(text: str) -> float:
-    """A learning-rate decay factor > 0; ``none`` is 1, no decay."""
-    return 1.0 if text.lower() == "none" else positive_float(text)
+    """A learning-rate decay factor; ``none`` is 1, no decay (bounds: GatysSettings.lr_decay's)."""
+    try:
+        return 1.0 if text.lower() == "none" else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
-def non_negative_int(text: str) -> int:
-    return 0 if text.strip() == "0" else positive_int(text)
-
-
-def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
-    """Settings the recipes fix in code: clamping, pixel and feature scales, the decay."""
-    parser.add_argument("--clamp", choices=CLAMP_CHOICES,
-                        help="clamp the pixels to the image's range: never, after each step (TensorFlow blog), "
-                        "or before every loss evaluation, L-BFGS's too (PyTorch tutorial); auto: after each step "
-                        "for Adam and SGD, never for L-BFGS (default: the preset's)")
-    parser.add_argument("--pixel-scale", type=positive_float, nargs="+", metavar="S",
-                        help="optimise the [0, 1] image times S (one number, or one per channel R G B): the "
-                        "recipe's pixel space, in which its learning rate and TV weight are meant")
-    parser.add_argument("--feature-scale", type=positive_float, metavar="S",
-                        help="multiply the encoder's features by S (255 x 0.226 makes torchvision's VGG speak "
-                        "Caffe's magnitudes)")
-    parser.add_argument("--lr-decay", type=decay_rate, metavar="RATE",
-                        help="multiply the learning rate by RATE every --lr-decay-every steps; 'none' (or 1) "
-                        "switches a preset's decay off")
-    parser.add_argument("--lr-decay-every", type=non_negative_int, metavar="N", help="steps per decay (0: never)")
+#: GatysSettings fields whose flags parse specially: an image file as --init, 'none' as a
+#: decay rate, --preserve-color alone; help, choices and bounds still come from the field.
+CUSTOM_FLAGS = ("init", "lr_decay", "preserve_color")
 
 
 def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int | None = None,
                            iterations_default: int | None = None) -> None:
-    """The inputs and settings of a transfer, shared by ``optimize`` and ``sweep``."""
+    """The inputs and settings of a transfer, shared by ``optimize`` and ``sweep``: a flag for
+    every setting :class:`GatysSettings` declares for the CLI, and the inputs."""
     parser.add_argument("content", help="the image to repaint")
     parser.add_argument("styles", nargs="+", metavar="STYLE",
                         help="the painting(s) whose style to copy; a folder stands for the images in it")
@@ -132,58 +106,18 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         help="one greyscale mask per style, the content's size: each style applies where "
                         "its mask is white (grey values blend)")
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS), help=f"recipe (default: {DEFAULT_PRESET})")
-    default = lambda value: f"default: {value}" if value else "default: the preset's"  # noqa: E731
-    parser.add_argument("--size", type=positive_int, default=size_default,
-                        help=f"longer side of the output in pixels ({default(size_default)})")
-    parser.add_argument("--iterations", type=positive_int, default=iterations_default,
-                        help=f"optimisation steps at each scale ({default(iterations_default)})")
     parser.add_argument(
         "--weights", default="auto",
         help="encoder weights: vgg19, vgg19-normalised, random, a .pth file, or auto "
         "(the preset's pretrained weights if cached or downloadable, else random; default)",
     )
-    parser.add_argument("--content-weight", type=non_negative_float, help="content loss weight")
-    parser.add_argument("--style-weight", type=non_negative_float, help="style loss weight")
-    parser.add_argument("--tv-weight", type=non_negative_float, help="total-variation weight")
-    parser.add_argument("--content-layers", nargs="+", metavar="LAYER", help="e.g. relu4_2")
-    parser.add_argument("--style-layers", nargs="+", metavar="LAYER", help="e.g. relu1_1 relu2_1 relu3_1")
-    parser.add_argument("--optimizer", choices=("lbfgs", "adam", "sgd"), help="default: the preset's")
-    parser.add_argument("--learning-rate", type=non_negative_float, help="default: the preset's")
-    parser.add_argument("--init", help="start from 'content', 'noise' (uniform), 'gaussian' (neural-style's: the mean "
-                        "colour plus tiny Gaussian noise), or an image file (default: the preset's)")
-    add_fidelity_arguments(parser)
-    add_preserve_color_argument(parser)
-    parser.add_argument("--transfer-color-only", action="store_true",
-                        help="the opposite: keep the content's luminance (detail, shading) and take only the "
-                        "stylised result's chroma")
-    parser.add_argument("--style-scale", type=positive_float,
-                        help="style images' longer side as a multiple of the output's (default: 1; "
-                        "smaller gives finer brush strokes)")
-    parser.add_argument("--scales", type=positive_int,
-                        help="coarse-to-fine optimisation over this many sizes, each starting from the previous "
-                        "result upsampled (default: 1)")
-    parser.add_argument("--start-size", type=positive_int, metavar="PX",
-                        help="longer side at the first scale (default: SIZE halved per extra scale)")
-    parser.add_argument("--iterations-per-scale", type=positive_int, nargs="+", metavar="N",
-                        help="iterations at each scale, coarse to fine (default: --iterations at every scale)")
-    parser.add_argument("--normalize-gradients", action="store_true", default=None,
-                        help="neural-style's -normalize_gradients: each content and style term's gradient is "
-                        "divided by its L1 norm before its weight applies")
-    parser.add_argument("--lbfgs-history", type=positive_int, metavar="N",
-                        help="steps of curvature history L-BFGS keeps, two image-sized tensors each "
-                        "(neural-style's -lbfgs_num_correction; default: 100)")
-    parser.add_argument("--style-loss", choices=STYLE_LOSSES,
-                        help="how style statistics are compared: gram (Gatys et al.), mean-std (channel means and "
-                        "stds), sliced-wasserstein (Heitz et al. 2021) or histogram (Risser et al. 2017); masks work "
-                        "with gram and mean-std (default: the preset's, gram)")
-    parser.add_argument("--style-layer-weights", type=non_negative_float, nargs="+", metavar="W",
-                        help="one weight per style layer, multiplying its style term (default: 1 each)")
-    parser.add_argument("--calibrate-layers", action=argparse.BooleanOptionalAction, default=None,
-                        help="scale every layer's features to unit size on the content image and each style "
-                        "layer's term by the content's own style loss there (default: the preset's or profile's)")
-    parser.add_argument("--pooling", choices=POOLINGS,
-                        help="the encoder's pooling: max (torchvision's VGG) or avg (Gatys et al.); the weights "
-                        "stay the same (default: max)")
+    add_flags(parser, GatysSettings, skip=CUSTOM_FLAGS, default_words="the preset's", check=True,
+              defaults={"size": size_default, "iterations": iterations_default})
+    fields = {setting.name: setting for setting in settings_of(GatysSettings)}
+    parser.add_argument(fields["init"].flag, help=fields["init"].help_with("the preset's"))
+    parser.add_argument(fields["lr_decay"].flag, type=decay_rate, metavar=fields["lr_decay"].option.metavar,
+                        help=fields["lr_decay"].help)
+    add_preserve_color_argument(parser, GatysSettings)
     parser.add_argument("--profile", choices=PROFILE_CHOICES, default="auto",
                         help=f"auto (default): with random weights (chosen or fallen back to) use the {RANDOM_FEATURES} "
                         "settings that paint with random features, with pretrained ones the preset's; none: the "
@@ -200,6 +134,16 @@ def add_transfer_arguments(parser: argparse.ArgumentParser, *, size_default: int
                         help="memory budget in GiB that decides tiling (default: 90%% of the device's free memory)")
     add_runtime_arguments(parser)
     add_print_every_argument(parser)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
 
 
 def transfer_inputs(args: argparse.Namespace, style_paths: list[Path]) -> list[str | Path]:
@@ -226,6 +170,9 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
     init_image, init = None, args.init
     if init not in (None, *INIT_CHOICES):
         init_image, init = load_image(init), None
+    settings = flag_values(args, GatysSettings, skip=("size", "iterations", *CUSTOM_FLAGS))
+    if len(settings.get("pixel_scale", ())) == 1:
+        settings["pixel_scale"] = settings["pixel_scale"][0]
     return {
         "style": [load_image(path, reduce_to=style_size) for path in style_paths],
         "style_weights": args.style_weights,
@@ -239,32 +186,10 @@ def transfer_keywords(args: argparse.Namespace, style_paths: list[Path], *, styl
         "device": args.device,
         "speed": speed_settings(args),
         "download_progress": download_bar(args.quiet),
-        "content_weight": args.content_weight,
-        "style_weight": args.style_weight,
-        "tv_weight": args.tv_weight,
-        "content_layers": tuple(args.content_layers) if args.content_layers else None,
-        "style_layers": tuple(args.style_layers) if args.style_layers else None,
-        "optimizer": args.optimizer,
-        "learning_rate": args.learning_rate,
+        **settings,
         "init": init,
-        "clamp": args.clamp,
-        "pixel_scale": None if args.pixel_scale is None else (
-            args.pixel_scale[0] if len(args.pixel_scale) == 1 else tuple(args.pixel_scale)),
-        "feature_scale": args.feature_scale,
         "lr_decay": args.lr_decay,
-        "lr_decay_every": args.lr_decay_every,
         "preserve_color": args.preserve_color,
-        "transfer_color_only": args.transfer_color_only or None,
-        "style_scale": args.style_scale,
-        "scales": args.scales,
-        "start_size": args.start_size,
-        "iterations_per_scale": tuple(args.iterations_per_scale) if args.iterations_per_scale else None,
-        "normalize_gradients": args.normalize_gradients,
-        "lbfgs_history": args.lbfgs_history,
-        "style_loss": args.style_loss,
-        "style_layer_weights": tuple(args.style_layer_weights) if args.style_layer_weights else None,
-        "calibrate_layers": args.calibrate_layers,
-        "pooling": args.pooling,
         "profile": args.profile,
         "tile": "auto" if args.tile is None else args.tile,
         "tile_size": args.tile_size,

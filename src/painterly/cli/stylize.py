@@ -9,18 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..adain import (
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_STYLE_SIZE,
-    DEFAULT_TILE_OVERLAP,
-    DEFAULT_TILE_SIZE,
-    MIN_TILE_OVERLAP,
-    RECEPTIVE_FIELD_RADIUS,
-    AdaINModel,
-    check_settings,
-    default_batch_size,
-    stylize_batch,
-)
+from ..adain import DEFAULT_BATCH_SIZES, AdaINModel, StylizeSettings, default_batch_size, stylize_batch
 from ..device import resolve_device
 from ..distributed import Shard, shard_from_environment
 from ..errors import ImageError, SettingsError
@@ -40,6 +29,7 @@ from .common import (
     seed,
     speed_settings,
 )
+from ..options import add_flags, flag_values, keywords
 from ..reproduce import describe_inputs, weight_file_inputs
 from ..temporal import FLOW_PRESETS
 from ..video import DEFAULT_TEMPORAL_STRENGTH, VIDEO_SUFFIXES, check_video_output
@@ -68,10 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--style", nargs="+", required=True, metavar="STYLE", help="style images, folders or globs")
     parser.add_argument("-o", "--output", required=True,
                         help="output folder; a file (PNG, JPEG, or a video) when there is one output")
-    parser.add_argument("--alpha", type=float, default=1.0, help="style strength from 0 (content) to 1 (default: 1)")
-    parser.add_argument("--style-weights", nargs="+", type=float, metavar="W",
-                        help="blend all styles into one output per content, with these weights (normalised to sum 1)")
-    add_preserve_color_argument(parser)
+    add_flags(parser, StylizeSettings, skip=("preserve_color",))
+    add_preserve_color_argument(parser, StylizeSettings)
     parser.add_argument("--mask", nargs="+", metavar="M",
                         help="one mask image per style, the content's size: white where that style goes, grey for a share")
     parser.add_argument("--decoder", default="auto",
@@ -81,17 +69,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", default="auto",
                         help="encoder: adain / vgg19-normalised, random (seeded), bundled, or a VGG-19 .pth; "
                         "must be the one the decoder was trained with (default: auto, the decoder's partner)")
-    parser.add_argument("--content-size", type=positive_int, metavar="N", help="longer side of the output (default: the content's)")
-    parser.add_argument("--style-size", type=positive_int, default=DEFAULT_STYLE_SIZE, metavar="N",
-                        help=f"longer side the style is read at (default: {DEFAULT_STYLE_SIZE})")
-    parser.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
-                        help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
-    parser.add_argument("--tile-size", type=positive_int, default=DEFAULT_TILE_SIZE, metavar="N",
-                        help=f"tile side in pixels, a multiple of 8 above twice the overlap (default: {DEFAULT_TILE_SIZE})")
-    parser.add_argument("--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="N",
-                        help=f"pixels neighbouring tiles share, a multiple of 8 of at least {MIN_TILE_OVERLAP}: "
-                        f"twice the network's {RECEPTIVE_FIELD_RADIUS} px receptive field, less would leave seams "
-                        f"(default: {DEFAULT_TILE_OVERLAP})")
     parser.add_argument("--batch-size", type=positive_int, metavar="N",
                         help="same-size images or video frames per network pass (default: "
                         + ", ".join(f"{n} on {kind}" for kind, n in DEFAULT_BATCH_SIZES.items())
@@ -243,9 +220,8 @@ def run(args: argparse.Namespace) -> int:
     contents = expand_inputs(args.content, what="content", suffixes=IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     styles = expand_inputs(args.style, what="style")
     blend = args.style_weights is not None or args.mask is not None
-    tile = "auto" if args.tile is None else args.tile
-    check_settings(style_count=len(styles) if blend else 1, alpha=args.alpha, style_weights=args.style_weights,
-                   preserve_color=args.preserve_color, masks=args.mask, tile=tile, tile_size=args.tile_size, tile_overlap=args.tile_overlap)
+    stylize_settings = StylizeSettings(**flag_values(args, StylizeSettings))  # --preserve-color's too
+    stylize_settings.style_blend(len(styles) if blend else 1, masks=len(args.mask) if args.mask else None)
     jobs = plan(contents, [styles] if blend else [[s] for s in styles], Path(args.output))
     for content, job_styles, output in jobs:
         if not is_video(output) and not is_video(content):
@@ -276,11 +252,7 @@ def run(args: argparse.Namespace) -> int:
     if model.weights_note and shard.is_main:
         info(model.weights_note)
     batch_size = args.batch_size or default_batch_size(model.device)
-    settings = dict(
-        alpha=args.alpha, style_weights=args.style_weights, preserve_color=args.preserve_color, masks=masks,
-        content_size=args.content_size, style_size=args.style_size, tile=tile, tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap, seed=args.seed, model=model, batch_size=batch_size,
-    )
+    settings = dict(**keywords(stylize_settings), masks=masks, seed=args.seed, model=model, batch_size=batch_size)
     weight_records = weight_file_inputs(encoder=args.encoder, decoder=args.decoder)
     failed: list[str] = []  # why each unreadable content was skipped
     written = 0
@@ -294,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
         for group in batches(mine, batch_size):
             content, job_styles, output = group[0]
             if job_styles != loaded_paths:  # jobs come style by style: each style is read once
-                loaded_paths, job_images = job_styles, [load_image(p, reduce_to=args.style_size) for p in job_styles]
+                loaded_paths, job_images = job_styles, [load_image(p, reduce_to=stylize_settings.style_size)
+                                                     for p in job_styles]
             if is_video(content):
                 try:
                     run_video(args, content, job_styles, job_images, output, shard, settings)
@@ -303,7 +276,8 @@ def run(args: argparse.Namespace) -> int:
                     failed.append(str(error))
             else:
                 # Huge JPEGs are read reduced towards the output size; masks need the content's own size.
-                readable, images = _load_contents(group, failed, reduce_to=None if args.mask else args.content_size)
+                readable, images = _load_contents(group, failed,
+                                                  reduce_to=None if args.mask else stylize_settings.content_size)
                 with TileBar(quiet=args.quiet) as tiles:
                     results = stylize_batch(images, job_images, callback=tiles, **settings) if images else []
                 names = [p.name for p in job_styles]
@@ -311,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
                     metadata = {**result.metadata(), "content": content.name, "style": names[0] if len(names) == 1 else names,
                                 "inputs": describe_inputs(content=[content], style=job_styles, mask=args.mask) | weight_records}
                     if args.mask:
-                        metadata["mask"] = [Path(m).name for m in args.mask]
+                        metadata["masks"] = [Path(m).name for m in args.mask]
                     save_image(result.image, output, metadata=metadata)
                     written += 1
             bar.update(len(group))

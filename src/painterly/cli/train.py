@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..device import DEVICE_CHOICES
 from ..errors import Cancelled, SettingsError
 from ..files import check_writes
-from ..training import RECIPE_SOURCES, RECIPES, TrainProgress, TrainStart, train
-from .common import SEED_HELP, add_print_every_argument, add_subcommand, info, line_interval, non_negative_float, positive_int, seed
+from ..options import add_flags, cli_settings
+from ..training import RECIPE_SOURCES, RECIPES, TrainConfig, TrainProgress, TrainStart, train
+from .common import add_print_every_argument, add_subcommand, info, line_interval, seed
 
 EXAMPLES = """\
   painterly train --content-dir coco/ --style-dir wikiart/ -o runs/adain       # the reference recipe
@@ -30,6 +30,10 @@ recipes:
 """ + "\n".join(f"  {name:7s} {source}" for name, source in RECIPE_SOURCES.items())
 
 
+#: TrainConfig's seeds: their flags take the CLI's seed type.
+SEEDS = ("seed", "encoder_seed")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(subparsers, "train", help="train an AdaIN decoder on folders of content and style images", examples=EXAMPLES)
     parser.add_argument("--content-dir", metavar="DIR", help="folder tree of content images (photos)")
@@ -38,31 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="settings to start from (default: adain)")
     group = parser.add_argument_group("settings (default: the recipe's)")
-    group.add_argument("--lr", type=non_negative_float, help="Adam learning rate (adain: 1e-4)")
-    group.add_argument("--lr-decay", type=non_negative_float, help="lr / (1 + lr_decay * iteration) (adain: 5e-5; 0: constant)")
-    group.add_argument("--batch-size", type=positive_int, help="images per batch and process (adain: 8)")
-    group.add_argument("--image-size", type=positive_int, help="shorter side images are resized to (adain: 512)")
-    group.add_argument("--crop-size", type=positive_int, help="side of the random square crops (adain: 256)")
-    group.add_argument("--content-weight", type=non_negative_float, help="weight of the content loss (1)")
-    group.add_argument("--style-weight", type=non_negative_float, help="weight lambda of the style loss (adain: 10)")
-    group.add_argument("--iterations", type=positive_int, help="optimiser steps in all (adain: 160000)")
-    group.add_argument("--workers", type=int, help="data loader processes per training process (4; 0 loads in-process)")
-    group.add_argument("--seed", type=seed, help=f"seed of the decoder's initialisation and the data order, {SEED_HELP} (0)")
-    group.add_argument("--encoder", metavar="NAME|PATH",
-                       help="frozen encoder: vgg19-normalised (default), adain, vgg19, random, or a weight file")
-    group.add_argument("--encoder-seed", type=seed, help=f"seed of --encoder random weights, {SEED_HELP} (0)")
-    group.add_argument("--device", choices=DEVICE_CHOICES, help="where to compute (auto)")
-    group.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="save a checkpoint every N iterations (1000)")
-    group.add_argument("--keep", type=positive_int, metavar="K", help="keep the newest K checkpoints (3)")
-    group.add_argument("--monitor-every", type=positive_int, metavar="N", help="write a style | content | result grid every N iterations (1000)")
-    group.add_argument("--log-every", type=positive_int, metavar="N", help="a losses.csv row every N iterations (10)")
-    group.add_argument("--val-fraction", type=non_negative_float, help="fraction of each folder held out for validation losses (0)")
-    group.add_argument("--val-images", type=positive_int, help="held-out images scored at each monitor step (16)")
-    group.add_argument("--amp", action="store_true", default=None, help="mixed precision: fp16 with loss scaling on GPUs, bf16 on CPUs")
-    group.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory layout (faster convolutions on recent GPUs)")
-    group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
-                       help="TensorBoard logs in RUN_DIR/tensorboard (default: when tensorboard is installed; "
-                       "asked for and not installed, the run says so)")
+    add_flags(group, TrainConfig, skip=SEEDS, check=True)
+    for setting in cli_settings(TrainConfig):
+        if setting.name in SEEDS:  # read as every command reads seeds, with the same message
+            group.add_argument(setting.flag, type=seed, help=setting.help)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_print_every_argument(parser)
     parser.set_defaults(run=run)
@@ -71,11 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 #: What a run folder receives (README, "Training a decoder"): files, and folders filled.
 RUN_FILES = ("config.json", "losses.csv", "skipped.txt", "decoder.pth", "losses.png", "val_losses.png", "summary.json")
 RUN_SUBFOLDERS = ("monitor", "checkpoints", "tensorboard")
-
-
-SETTINGS = ("lr", "lr_decay", "batch_size", "image_size", "crop_size", "content_weight", "style_weight", "iterations",
-            "workers", "seed", "encoder", "encoder_seed", "device", "checkpoint_every", "keep", "monitor_every",
-            "log_every", "val_fraction", "val_images", "amp", "channels_last", "tensorboard")
 
 
 def start_summary(start: TrainStart, *, quiet: bool = False) -> None:
@@ -149,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     check_writes([Path(run_dir) / name for name in RUN_FILES], inputs, folders=[Path(run_dir) / name for name in RUN_SUBFOLDERS])
     main_process = int(os.environ.get("RANK", "0")) == 0
     bar = TrainingBar(quiet=args.quiet or not main_process, print_every=args.print_every)
-    settings = {name: getattr(args, name) for name in SETTINGS}
+    settings = {setting.name: getattr(args, setting.name) for setting in cli_settings(TrainConfig)}
     note = info if main_process else None
     try:
         result = train(content_dir=args.content_dir, style_dir=args.style_dir, run_dir=run_dir, recipe=args.recipe or "adain",

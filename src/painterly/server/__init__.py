@@ -4,6 +4,7 @@
 imports starlette, so nothing outside it and ``painterly.cli.serve`` does.
 """
 
-from .app import Limits, StudioServer, create_app
+from .app import StudioServer, create_app
+from .form import Limits
 
 __all__ = ["Limits", "StudioServer", "create_app"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import math
 import re
 import socket
 import threading
@@ -41,27 +40,17 @@ from .. import __version__
 from ..device import resolve_device
 from ..errors import ImageError, PainterlyError, SettingsError
 from ..encoder import deepest_layer, smallest_input_side
-from ..gatys import DEFAULT_PRESET, PRESETS, STYLE_LOSSES, get_preset
+from ..gatys import PRESETS, STYLE_LOSSES, get_preset
 from ..losses import normalized_weights
-from ..images import MIN_SIZE, check_min_side, check_size, load_image, resize_longer_side
+from ..images import MIN_SIZE, check_min_side, load_image, resize_longer_side
 from ..weights import BUNDLED_DECODER_PATH, REGISTRY, is_cached, is_registry_name, load_weights
 from ..reproduce import describe_input
-from ..color import PRESERVE_COLOR_CHOICES
-from .jobs import METHODS, JobQueue, JobRequest, QueueFull, working_size
+from .form import FORM_FIELDS, Limits, parse_settings
+from .jobs import JobQueue, JobRequest, QueueFull, working_size
 from .openapi import openapi_document
 
-#: What the page starts with. Optimisation starts from the content image here (the presets
-#: mostly start from noise), so that the live preview means something from the first iteration.
-DEFAULTS: dict[str, Any] = {
-    "method": "optimize",
-    "size": 256,
-    "iterations": 100,
-    "alpha": 1.0,
-    "preserve_color": "none",
-    "preset": DEFAULT_PRESET,
-    "init": "content",
-    "seed": 0,
-}
+__all__ = ["FORM_FIELDS", "Limits", "StudioServer", "create_app", "parse_job"]
+
 #: Content-Security-Policy of the page: it may talk to this server only, never to the internet.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -81,37 +70,6 @@ SECURITY_HEADERS = {
 UNSAFE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one client may ask of the studio."""
-
-    max_upload_bytes: int = 25 * 2**20  # the whole request: content and style files together
-    max_size: int = 1024  # longer side of the output, pixels
-    max_iterations: int = 1000
-    max_styles: int = 4
-    queue_size: int = 4  # jobs waiting behind the running one
-    max_jobs: int = 50  # finished jobs kept (with their results)
-    job_ttl: float = 3600.0  # seconds a finished job is kept
-
-    def __post_init__(self) -> None:
-        check_size(self.max_size, what="max_size")
-        for name in ("max_upload_bytes", "max_iterations", "max_styles", "max_jobs"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
-
-    @property
-    def max_decode_pixels(self) -> int:
-        """The most pixels an upload's header may declare: four times the largest side used
-        (the output, or AdaIN's style size) on each side. JPEGs count after a reduced decode."""
-        from ..adain import DEFAULT_STYLE_SIZE
-
-        return (4 * max(self.max_size, DEFAULT_STYLE_SIZE)) ** 2
-
-    def defaults(self) -> dict[str, Any]:
-        """:data:`DEFAULTS`, brought within these limits."""
-        return DEFAULTS | {"size": min(DEFAULTS["size"], self.max_size), "iterations": min(DEFAULTS["iterations"], self.max_iterations)}
-
-
 class RequestTooLarge(PainterlyError):
     """An upload over the size cap."""
 
@@ -121,11 +79,6 @@ def bundled_examples() -> dict[str, bytes]:
     folder = resources.files("painterly") / "examples"
     files = sorted((item.name, item) for item in folder.iterdir() if item.name.endswith(".jpg"))
     return {name[: -len(".jpg")]: item.read_bytes() for name, item in files}
-
-
-#: The form fields a job may have; anything else is refused (a misspelt setting must not be ignored).
-FORM_FIELDS = ("content", "style", "method", "size", "iterations", "alpha", "preserve_color", "style_weights",
-               "preset", "init", "seed", "tv_weight", "style_loss")
 
 
 def weights_ready(spec: str) -> bool:
@@ -241,6 +194,22 @@ def encoder_flavour(weights: str) -> str:
     return load_weights(weights, role="encoder")[1]
 
 
+@dataclass(frozen=True)
+class Studio:
+    """What the routes share, kept on ``app.state.studio``: the page, the examples, the weights
+    and device, the limits, and the slots that bound decoding."""
+
+    page: bytes
+    examples: dict[str, bytes]
+    device: Any
+    weights: str
+    encoder: str
+    decoder: str
+    flavour: str
+    limits: Limits
+    decodes: asyncio.Semaphore
+
+
 def create_app(
     *,
     device: str = "auto",
@@ -259,137 +228,155 @@ def create_app(
     ``allowed_hosts`` restricts the Host header (a guard against DNS rebinding when serving
     on loopback); None allows any.
     """
-    resolved_device = resolve_device(device)
-    flavour = encoder_flavour(weights)
-    decodes = asyncio.Semaphore(DECODE_SLOTS)
-    page = (resources.files("painterly.server") / "static" / "index.html").read_bytes()
-    examples = bundled_examples()
+    studio = Studio(page=(resources.files("painterly.server") / "static" / "index.html").read_bytes(),
+                    examples=bundled_examples(), device=resolve_device(device), weights=weights, encoder=encoder,
+                    decoder=decoder, flavour=encoder_flavour(weights), limits=limits,
+                    decodes=asyncio.Semaphore(DECODE_SLOTS))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.queue = JobQueue(
-            device=resolved_device,
-            weights=weights,
-            encoder=encoder,
-            decoder=decoder,
-            queue_size=limits.queue_size,
-            max_jobs=limits.max_jobs,
-            job_ttl=limits.job_ttl,
-        )
+        app.state.queue = JobQueue(device=studio.device, weights=weights, encoder=encoder, decoder=decoder,
+                                   queue_size=limits.queue_size, max_jobs=limits.max_jobs, job_ttl=limits.job_ttl)
         try:
             yield
         finally:
             await run_in_threadpool(app.state.queue.close)
 
-    def queue(request: Request) -> JobQueue:
-        return request.app.state.queue
-
-    async def index(request: Request) -> Response:
-        return Response(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
-
-    async def info(request: Request) -> Response:
-        return JSONResponse(
-            {
-                "version": __version__,
-                "device": str(resolved_device),
-                "weights": weights,
-                "adain_weights": {"encoder": encoder, "decoder": decoder},
-                "methods": methods_available(encoder=encoder, decoder=decoder),
-                "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers,
-                                            "max_decode_pixels": limits.max_decode_pixels},
-                "defaults": limits.defaults(),
-                "presets": list(PRESETS),
-                "preset_tv_weights": {name: preset.tv_weight for name, preset in PRESETS.items()},
-                "style_losses": list(STYLE_LOSSES),
-                "examples": [example_entry(name) for name in examples],
-            }
-        )
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(limits=limits, defaults=limits.defaults(), examples=list(examples)))
-
-    async def list_examples(request: Request) -> Response:
-        return JSONResponse([example_entry(name) for name in examples])
-
-    async def get_example(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in examples:
-            return error(404, f"no example named {name!r}")
-        return Response(examples[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
-
-    async def create_job(request: Request) -> Response:
-        try:
-            queue(request).check_room()  # before reading, let alone decoding, anything
-            form = await read_form(request, limits)
-            try:
-                decoding = Decoding(slots=decodes, max_pixels=limits.max_decode_pixels, flavour=flavour)
-                job = queue(request).submit(await parse_job(form, limits=limits, examples=examples, decoding=decoding,
-                                                             adain=methods_available(encoder=encoder, decoder=decoder)))
-            finally:
-                await form.close()
-        except RequestTooLarge as problem:
-            return error(413, str(problem))
-        except QueueFull as problem:
-            return error(429, str(problem), headers={"Retry-After": "5"})
-        except (SettingsError, ImageError) as problem:
-            return error(400, str(problem))
-        status = queue(request).status(job.id)
-        return JSONResponse(status, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
-
-    async def job_status(request: Request) -> Response:
-        status = queue(request).status(request.path_params["id"])
-        if status is None:
-            return unknown_job(request)
-        return JSONResponse(status, headers={"Cache-Control": "no-store"})
-
-    async def cancel_job(request: Request) -> Response:
-        status = queue(request).cancel(request.path_params["id"])
-        if status is None:
-            return unknown_job(request)
-        return JSONResponse(status, status_code=202 if status["status"] == "running" else 200)
-
-    async def job_preview(request: Request) -> Response:
-        if queue(request).status(request.path_params["id"]) is None:
-            return unknown_job(request)
-        preview = queue(request).preview(request.path_params["id"])
-        if preview is None:
-            return error(404, "no preview yet: optimisation shows one after its first iteration")
-        return Response(preview, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-    async def job_result(request: Request) -> Response:
-        job_id = request.path_params["id"]
-        found = queue(request).result(job_id)
-        if found is None:
-            return unknown_job(request)
-        status, path = found
-        if path is None:
-            return error(409, f"job {job_id} has no result: it is {status}")
-        try:
-            data = await run_in_threadpool(path.read_bytes)
-        except FileNotFoundError:  # evicted between the lookup and the read
-            return unknown_job(request)
-        job = queue(request).status(job_id) or {}
-        name = download_name(job.get("content", "result"), (job.get("styles") or ["style"])[0])
-        return Response(data, media_type="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-    async def http_error(request: Request, problem: Exception) -> Response:
-        assert isinstance(problem, HTTPException)
-        return error(problem.status_code, str(problem.detail))
-
-    routes = [
-        Route("/", index),
-        Route("/api/info", info),
-        Route("/api/openapi.json", openapi),
-        Route("/api/examples", list_examples),
-        Route("/api/examples/{name}", get_example),
-        Route("/api/jobs", create_job, methods=["POST"]),
-        Route("/api/jobs/{id}", job_status),
-        Route("/api/jobs/{id}", cancel_job, methods=["DELETE"]),
-        Route("/api/jobs/{id}/preview", job_preview),
-        Route("/api/jobs/{id}/result", job_result),
-    ]
     middleware = [Middleware(Guard, allowed_hosts=list(allowed_hosts) if allowed_hosts else None)]
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=ROUTES, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.studio = studio
+    return app
+
+
+def queue(request: Request) -> JobQueue:
+    return request.app.state.queue
+
+
+def studio_of(request: Request) -> Studio:
+    return request.app.state.studio
+
+
+async def index(request: Request) -> Response:
+    return Response(studio_of(request).page, media_type="text/html",
+                    headers={"Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-cache"})
+
+
+async def info(request: Request) -> Response:
+    studio = studio_of(request)
+    limits = studio.limits
+    return JSONResponse(
+        {
+            "version": __version__,
+            "device": str(studio.device),
+            "weights": studio.weights,
+            "adain_weights": {"encoder": studio.encoder, "decoder": studio.decoder},
+            "methods": methods_available(encoder=studio.encoder, decoder=studio.decoder),
+            "limits": asdict(limits) | {"min_size": MIN_SIZE, "workers": queue(request).workers,
+                                        "max_decode_pixels": limits.max_decode_pixels},
+            "defaults": limits.defaults(),
+            "presets": list(PRESETS),
+            "preset_tv_weights": {name: preset.tv_weight for name, preset in PRESETS.items()},
+            "style_losses": list(STYLE_LOSSES),
+            "examples": [example_entry(name) for name in studio.examples],
+        }
+    )
+
+
+async def openapi(request: Request) -> Response:
+    studio = studio_of(request)
+    return JSONResponse(openapi_document(limits=studio.limits, examples=list(studio.examples)))
+
+
+async def list_examples(request: Request) -> Response:
+    return JSONResponse([example_entry(name) for name in studio_of(request).examples])
+
+
+async def get_example(request: Request) -> Response:
+    name, examples = request.path_params["name"], studio_of(request).examples
+    if name not in examples:
+        return error(404, f"no example named {name!r}")
+    return Response(examples[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+async def create_job(request: Request) -> Response:
+    studio = studio_of(request)
+    try:
+        queue(request).check_room()  # before reading, let alone decoding, anything
+        form = await read_form(request, studio.limits)
+        try:
+            decoding = Decoding(slots=studio.decodes, max_pixels=studio.limits.max_decode_pixels, flavour=studio.flavour)
+            adain = methods_available(encoder=studio.encoder, decoder=studio.decoder)
+            job = queue(request).submit(await parse_job(form, limits=studio.limits, examples=studio.examples,
+                                                         decoding=decoding, adain=adain))
+        finally:
+            await form.close()
+    except RequestTooLarge as problem:
+        return error(413, str(problem))
+    except QueueFull as problem:
+        return error(429, str(problem), headers={"Retry-After": "5"})
+    except (SettingsError, ImageError) as problem:
+        return error(400, str(problem))
+    status = queue(request).status(job.id)
+    return JSONResponse(status, status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+
+
+async def job_status(request: Request) -> Response:
+    status = queue(request).status(request.path_params["id"])
+    if status is None:
+        return unknown_job(request)
+    return JSONResponse(status, headers={"Cache-Control": "no-store"})
+
+
+async def cancel_job(request: Request) -> Response:
+    status = queue(request).cancel(request.path_params["id"])
+    if status is None:
+        return unknown_job(request)
+    return JSONResponse(status, status_code=202 if status["status"] == "running" else 200)
+
+
+async def job_preview(request: Request) -> Response:
+    if queue(request).status(request.path_params["id"]) is None:
+        return unknown_job(request)
+    preview = queue(request).preview(request.path_params["id"])
+    if preview is None:
+        return error(404, "no preview yet: optimisation shows one after its first iteration")
+    return Response(preview, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+async def job_result(request: Request) -> Response:
+    job_id = request.path_params["id"]
+    found = queue(request).result(job_id)
+    if found is None:
+        return unknown_job(request)
+    status, path = found
+    if path is None:
+        return error(409, f"job {job_id} has no result: it is {status}")
+    try:
+        data = await run_in_threadpool(path.read_bytes)
+    except FileNotFoundError:  # evicted between the lookup and the read
+        return unknown_job(request)
+    job = queue(request).status(job_id) or {}
+    name = download_name(job.get("content", "result"), (job.get("styles") or ["style"])[0])
+    return Response(data, media_type="image/png", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def http_error(request: Request, problem: Exception) -> Response:
+    assert isinstance(problem, HTTPException)
+    return error(problem.status_code, str(problem.detail))
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/api/info", info),
+    Route("/api/openapi.json", openapi),
+    Route("/api/examples", list_examples),
+    Route("/api/examples/{name}", get_example),
+    Route("/api/jobs", create_job, methods=["POST"]),
+    Route("/api/jobs/{id}", job_status),
+    Route("/api/jobs/{id}", cancel_job, methods=["DELETE"]),
+    Route("/api/jobs/{id}/preview", job_preview),
+    Route("/api/jobs/{id}/result", job_result),
+]
 
 
 def error(status: int, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -445,65 +432,33 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
                     adain: dict[str, dict[str, Any]] | None = None) -> JobRequest:
     """Validate the form (:class:`SettingsError`, :class:`ImageError`) into a job request.
 
-    ``content`` and each ``style`` are an uploaded file or the name of a bundled example.
-    Images too small or too thin for the method at this size are refused here, at submit. A
-    field not in :data:`FORM_FIELDS` is refused. ``adain``: :func:`methods_available`'s answer.
+    The settings are read as their declarations say (:func:`.form.parse_settings`; a field not
+    in :data:`.form.FORM_FIELDS` is refused). ``content`` and each ``style`` are an uploaded
+    file or the name of a bundled example. Images too small or too thin for the method at this
+    size are refused here, at submit. ``adain``: :func:`methods_available`'s answer.
     """
-    unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
-    if unknown:
-        raise SettingsError(f"unknown form field {', '.join(repr(name[:40]) for name in unknown[:5])}: "
-                            f"the studio takes {', '.join(FORM_FIELDS)}")
-    decoding = decoding or Decoding(slots=asyncio.Semaphore(DECODE_SLOTS), max_pixels=limits.max_decode_pixels)
-    defaults = limits.defaults()
-    method = text_field(form, "method") or defaults["method"]
-    if method not in METHODS:
-        raise SettingsError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    values = parse_settings(form, limits)
+    method = values["method"]
     availability = (adain or methods_available())[method]
     if not availability["available"]:
         raise SettingsError(f"method {method!r} is not available: {availability['reason']}")
-    size = int_field(form, "size", defaults, low=MIN_SIZE, high=limits.max_size)
-    iterations = int_field(form, "iterations", defaults, low=1, high=limits.max_iterations)
-    seed = int_field(form, "seed", defaults, low=0, high=2**63 - 1)
-    alpha = float_field(form, "alpha", defaults, low=0.0, high=1.0)
-    preserve_color = text_field(form, "preserve_color") or defaults["preserve_color"]
-    if preserve_color not in PRESERVE_COLOR_CHOICES:
-        raise SettingsError(f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}, got {preserve_color[:40]!r}")
-    preset = text_field(form, "preset") or defaults["preset"]
-    get_preset(preset)
-    tv_weight = None  # the preset's
-    if text_field(form, "tv_weight") is not None:
-        tv_weight = float_field(form, "tv_weight", defaults, low=0.0, high=1e12)
-    init = text_field(form, "init") or defaults["init"]
-    if init not in ("content", "noise"):
-        raise SettingsError(f"unknown init {init!r}: choose content or noise")
-    style_loss = text_field(form, "style_loss") or None
-    if style_loss is not None and style_loss not in STYLE_LOSSES:
-        raise SettingsError(f"unknown style_loss {style_loss[:40]!r}: choose {', '.join(STYLE_LOSSES)}")
-
-    contents = form.getlist("content")
-    styles = form.getlist("style")
+    contents, styles = form.getlist("content"), form.getlist("style")
     if len(contents) != 1:
         raise SettingsError("give one content image: a file or the name of an example")
     if not styles:
         raise SettingsError("give at least one style image: a file or the name of an example")
     if len(styles) > limits.max_styles:
         raise SettingsError(f"{len(styles)} style images given: the studio takes up to {limits.max_styles}")
-    style_weights = None
-    if text_field(form, "style_weights"):
-        style_weights = tuple(float_list(text_field(form, "style_weights") or "", "style_weights"))
-        normalized_weights(style_weights, len(styles))  # raises for a wrong count or bad values
-
-    if method == "stylize":
-        from ..adain import MIN_SIDE
-
-        min_side = MIN_SIDE
-    else:
-        settings = get_preset(preset)
-        min_side = smallest_input_side(flavour=decoding.flavour, last_layer=deepest_layer(settings.content_layers + settings.style_layers))
-    content, content_name, content_entry = await read_image(contents[0], "content", examples, working_size(method, "content", size),
-                                             decoding=decoding, min_side=min_side)
-    style_size = working_size(method, "style", size)
-    loaded = [await read_image(style, "style", examples, style_size, decoding=decoding, min_side=min_side) for style in styles]
+    if values["style_weights"] is not None:
+        normalized_weights(values["style_weights"], len(styles))  # raises for a wrong count or bad values
+    decoding = decoding or Decoding(slots=asyncio.Semaphore(DECODE_SLOTS), max_pixels=limits.max_decode_pixels)
+    min_side = smallest_side(method, values["preset"], decoding.flavour)
+    size = values["size"]
+    content, content_name, content_entry = await read_image(contents[0], "content", examples,
+                                                            working_size(method, "content", size),
+                                                            decoding=decoding, min_side=min_side)
+    loaded = [await read_image(style, "style", examples, working_size(method, "style", size), decoding=decoding,
+                               min_side=min_side) for style in styles]
     return JobRequest(
         inputs={"content": [content_entry], "style": [entry for _, _, entry in loaded]},
         method=method,
@@ -511,17 +466,18 @@ async def parse_job(form: FormData, *, limits: Limits, examples: dict[str, bytes
         styles=tuple(image for image, _, _ in loaded),
         content_name=content_name,
         style_names=tuple(name for _, name, _ in loaded),
-        size=size,
-        iterations=iterations,
-        alpha=alpha,
-        preserve_color=preserve_color,
-        style_weights=style_weights,
-        preset=preset,
-        init=init,
-        seed=seed,
-        tv_weight=tv_weight,
-        style_loss=style_loss,
+        values=values,
     )
+
+
+def smallest_side(method: str, preset: str, flavour: str) -> int:
+    """The shortest image side the method can take (optimisation's: the preset's deepest layer's)."""
+    if method == "stylize":
+        from ..adain import MIN_SIDE
+
+        return MIN_SIDE
+    settings = get_preset(preset)
+    return smallest_input_side(flavour=flavour, last_layer=deepest_layer(settings.content_layers + settings.style_layers))
 
 
 async def read_image(item: UploadFile | str, field: str, examples: dict[str, bytes], size: int, *,
@@ -545,48 +501,6 @@ async def read_image(item: UploadFile | str, field: str, examples: dict[str, byt
             raise ImageError(f"{field} file {label!r} refused: {problem}") from None
         check_min_side(image.size, size, min_side=min_side, what=f"{field} file {label!r}")
         return await run_in_threadpool(resize_longer_side, image, size), label, describe_input(data, name=label)
-
-
-def text_field(form: FormData, name: str) -> str | None:
-    value = form.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise SettingsError(f"{name} must be a form field, not a file")
-    return value.strip()
-
-
-def int_field(form: FormData, name: str, defaults: dict[str, Any], *, low: int, high: int) -> int:
-    text = text_field(form, name)
-    if text is None:
-        return defaults[name]
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {text[:40]!r}") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name} {value} is out of range: choose {low} to {high}")
-    return value
-
-
-def float_field(form: FormData, name: str, defaults: dict[str, Any], *, low: float, high: float) -> float:
-    text = text_field(form, name)
-    if text is None:
-        return defaults[name]
-    value = float_list(text, name)
-    if len(value) != 1 or not low <= value[0] <= high:
-        raise SettingsError(f"{name} must be a number from {low:g} to {high:g}, got {text[:40]!r}")
-    return value[0]
-
-
-def float_list(text: str, name: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise SettingsError(f"{name} must be numbers, got {text[:40]!r}") from None
-    if not values or not all(math.isfinite(value) for value in values):
-        raise SettingsError(f"{name} must be finite numbers, got {text[:40]!r}")
-    return values
 
 
 def listen(host: str, port: int) -> socket.socket:

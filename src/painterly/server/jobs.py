@@ -51,29 +51,35 @@ class JobRequest:
     styles: tuple[Image.Image, ...]
     content_name: str
     style_names: tuple[str, ...]
-    size: int
-    iterations: int
-    alpha: float
-    preserve_color: str
-    style_weights: tuple[float, ...] | None
-    preset: str
-    init: str
-    seed: int
-    tv_weight: float | None = None  # None: the preset's
+    #: Every studio setting by name (:data:`painterly.server.form.STUDIO_FIELDS`), parsed; None
+    #: where the method's own default applies (the preset's, or the random-features profile's).
+    values: dict[str, Any] = field(default_factory=dict, compare=False)
     #: Each input's name, SHA-256 and example name, as outputs record them (:mod:`painterly.reproduce`).
     inputs: dict[str, list[dict[str, str]]] = field(default_factory=dict, compare=False)
-    #: Optimisation's style loss (:data:`painterly.gatys.STYLE_LOSSES`); None: the preset's, or
-    #: the random-features profile's when the weights are random.
-    style_loss: str | None = None
+
+    @property
+    def seed(self) -> int:
+        return self.values["seed"]
+
+    @property
+    def iterations(self) -> int:
+        return self.values["iterations"]
+
+    def method_settings(self) -> dict[str, Any]:
+        """The keywords of the method's own studio settings."""
+        from .form import method_settings
+
+        return method_settings(self.method, self.values)
 
     def settings(self) -> dict[str, Any]:
         """The settings as the status reports them (the method's own ones only)."""
-        common = {"size": self.size, "preserve_color": self.preserve_color, "style_weights": self.style_weights}
+        common = {"size": self.values["size"], "style_weights": self.values["style_weights"]}
         if self.method == "stylize":
-            return {**common, "alpha": self.alpha}
-        return {**common, "iterations": self.iterations, "preset": self.preset, "init": self.init, "seed": self.seed,
-                "tv_weight": self.tv_weight if self.tv_weight is not None else get_preset(self.preset).tv_weight,
-                "style_loss": self.style_loss}
+            return {**common, **self.method_settings()}
+        preset = self.values["preset"]
+        tv_weight = self.values["tv_weight"]
+        return {**common, **self.method_settings(), "preset": preset, "seed": self.seed,
+                "tv_weight": tv_weight if tv_weight is not None else get_preset(preset).tv_weight}
 
 
 @dataclass
@@ -310,27 +316,14 @@ class JobQueue:
         self._check_cancelled(job)
         job.note = "loading weights"
         # Resolved here, not inside optimize, so the status names the weights from the start.
-        spec, fallback = choose_weights(self.weights, preferred=get_preset(request.preset).weights, progress=on_download)
+        spec, fallback = choose_weights(self.weights, preferred=get_preset(request.values["preset"]).weights,
+                                        progress=on_download)
         with self._lock:
             job.weights = f"random(seed={request.seed})" if spec == "random" else str(spec)
             job.note = fallback or "loading weights"
-        result = optimize(
-            request.content,
-            list(request.styles),
-            preset=request.preset,
-            preserve_color=request.preserve_color,
-            size=request.size,
-            iterations=request.iterations,
-            tv_weight=request.tv_weight,
-            weights=spec,
-            style_weights=request.style_weights,
-            init=request.init,
-            style_loss=request.style_loss,
-            seed=request.seed,
-            device=self.device,
-            callback=on_iteration,
-            download_progress=on_download,
-        )
+        result = optimize(request.content, list(request.styles), preset=request.values["preset"], weights=spec,
+                          style_weights=request.values["style_weights"], seed=request.seed, device=self.device,
+                          callback=on_iteration, download_progress=on_download, **request.method_settings())
         with self._lock:
             job.weights, job.note = result.weights, fallback
         return result.image, {**result.metadata(), **self._names(request)}
@@ -350,17 +343,9 @@ class JobQueue:
         model = load_model(encoder=self.encoder, decoder=self.decoder, seed=request.seed, device=self.device)
         with self._lock:  # the status names the weights before the image is painted
             job.weights = f"{model.encoder_label} + {model.decoder_label}"
-        result = stylize(
-            request.content,
-            list(request.styles),
-            alpha=request.alpha,
-            style_weights=request.style_weights,
-            preserve_color=request.preserve_color,
-            content_size=request.size,
-            seed=request.seed,
-            model=model,
-            callback=on_tile,
-        )
+        # The form's size is the output's: AdaIN's content size.
+        result = stylize(request.content, list(request.styles), content_size=request.values["size"], seed=request.seed,
+                         model=model, callback=on_tile, **request.method_settings())
         with self._lock:
             job.note = model.weights_note
         return result.image, {**result.metadata(), **self._names(request)}
