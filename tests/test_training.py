@@ -22,7 +22,7 @@ import painterly
 from painterly import training
 from painterly.adain import build_decoder
 from painterly.cli import main as cli_main
-from painterly.errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
+from painterly.errors import Cancelled, NonFiniteLossError, SettingsError
 from painterly.training import CHECKPOINT_KEYS, RECIPES, RunState, TrainConfig, read_losses, train
 from painterly.weights import load_weights
 
