@@ -51,6 +51,44 @@ def stripes_path(tmp_path: Path) -> Path:
     return path
 
 
+def run_in_process(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """``painterly ARGS`` in this process (no interpreter start-up): exit code and stderr."""
+    from painterly.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse's usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def painterly_cli(capsys: pytest.CaptureFixture):
+    """``painterly ARGS`` in this process, as a CompletedProcess (stdout and stderr captured)."""
+    from painterly.cli import main
+
+    def run(*args) -> subprocess.CompletedProcess:
+        code = main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def adain_weights() -> None:
+    """Seeded weight files in the released AdaIN layouts, in the (per-test) weights cache."""
+    import torch
+
+    from painterly.weights import REGISTRY, cached_path, layout_keys
+
+    generator = torch.Generator().manual_seed(0)
+    for file in REGISTRY["adain"].files.values():
+        state = {key: torch.randn(shape, generator=generator) * 0.05 for key, shape in layout_keys(file.layout).items()}
+        cached_path(file).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, cached_path(file))
+
+
 @pytest.fixture(autouse=True)
 def isolated_torch_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets an empty weights cache and no network: nothing reaches the internet."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 
 import pytest
 
@@ -13,16 +12,6 @@ from painterly.images import read_metadata
 from conftest import make_scene, make_stripes
 from test_adain import write_decoder
 from test_training import make_dataset
-
-
-@pytest.fixture
-def painterly_cli(capsys):
-    def run(*args) -> subprocess.CompletedProcess:
-        code = main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture

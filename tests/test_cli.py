@@ -4,10 +4,9 @@
 import pytest
 from PIL import Image
 
-from painterly.cli import main
 from painterly.images import read_metadata
 
-from conftest import run_cli
+from conftest import run_cli, run_in_process
 
 FAST = ["--size", "48", "--iterations", "4", "--weights", "random", "--quiet"]
 
@@ -138,15 +137,6 @@ def test_optimize_resume_continues_a_saved_run(scene_path, stripes_path, tmp_pat
     assert run_cli("optimize", str(scene_path), str(stripes_path), "-o", str(straight), *adam, "--iterations", "4").returncode == 0
     assert Image.open(resumed).tobytes() == Image.open(straight).tobytes() != Image.open(first).tobytes()
     assert not list(tmp_path.glob("*.part"))
-
-
-def run_in_process(capsys, *args: str) -> tuple[int, str]:
-    """``painterly ARGS`` in this process (no interpreter start-up): exit code and stderr."""
-    try:
-        code = main(list(args))
-    except SystemExit as exit:  # argparse's usage errors
-        code = exit.code
-    return code, capsys.readouterr().err
 
 
 def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_path, capsys):

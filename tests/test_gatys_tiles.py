@@ -7,9 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_scene, make_stripes
+from conftest import make_scene, make_stripes, run_in_process
 from painterly import gatys, optimize
-from painterly.cli import main
 from painterly.encoder import VGG19Encoder, load_encoder
 from painterly.errors import SettingsError
 from painterly.gatys import GatysObjective, GatysSettings, optimize_image
@@ -170,14 +169,6 @@ def test_channel_moments_plug_into_the_same_two_passes():
 # The preset's Gram loss with Adam (the random-features profile's run is tested below).
 TINY = ["--size", "40", "--weights", "random", "--profile", "none", "--quiet", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1", "relu2_1", "--optimizer", "adam", "--iterations", "3", "--init", "content"]
-
-
-def run_in_process(capsys, *args: str) -> tuple[int, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit:  # argparse's usage errors
-        code = exit.code
-    return code, capsys.readouterr().err
 
 
 def test_optimize_tiles_on_request_or_when_one_pass_would_not_fit(scene_path, stripes_path, tmp_path, capsys):

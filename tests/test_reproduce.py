@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
 import painterly
-from painterly.cli import main
 from painterly.gatys import GatysSettings, get_preset
 from painterly.images import read_metadata
 from painterly.server import Limits, create_app
-from painterly.weights import REGISTRY, cached_path, layout_keys
 
 from conftest import make_scene, make_stripes
 from test_adain import write_decoder
@@ -24,16 +20,6 @@ from test_adain import write_decoder
 #: Small and quick: two shallow layers, a few iterations at 32 px.
 FAST = ["--size", "32", "--iterations", "3", "--weights", "random", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1", "relu2_1", "--quiet"]
-
-
-@pytest.fixture
-def painterly_cli(capsys):
-    def run(*args) -> subprocess.CompletedProcess:
-        code = main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture
@@ -110,15 +96,6 @@ def test_sweep_output_reproduces(tmp_path, pictures, painterly_cli):
     assert made.returncode == 0, made.stderr
     assert read_metadata(out)["iterations"] == 3
     assert_reproduces(painterly_cli, out)
-
-
-@pytest.fixture
-def adain_weights() -> None:
-    generator = torch.Generator().manual_seed(0)
-    for file in REGISTRY["adain"].files.values():
-        state = {key: torch.randn(shape, generator=generator) * 0.05 for key, shape in layout_keys(file.layout).items()}
-        cached_path(file).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, cached_path(file))
 
 
 def studio_result(client: TestClient, tmp_path, name: str, **fields) -> object:

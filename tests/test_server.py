@@ -16,7 +16,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -24,7 +23,6 @@ from painterly import optimize
 from painterly.images import load_image
 from painterly.server import Limits, create_app
 from painterly.server.app import bundled_examples
-from painterly.weights import REGISTRY, cached_path, layout_keys
 
 from conftest import SRC, make_scene, make_stripes
 
@@ -240,16 +238,6 @@ def test_full_queue_429_cancelling_and_eviction() -> None:
         assert client.get(f"/api/jobs/{running['id']}/result").status_code == 409
         assert client.delete(f"/api/jobs/{later.json()['id']}").json()["status"] in ("cancelled", "running")
         assert client.delete("/api/jobs/unknown").status_code == 404
-
-
-@pytest.fixture
-def adain_weights() -> None:
-    """Seeded weight files in the released AdaIN layouts, in the (per-test) weights cache."""
-    generator = torch.Generator().manual_seed(0)
-    for file in REGISTRY["adain"].files.values():
-        state = {key: torch.randn(shape, generator=generator) * 0.05 for key, shape in layout_keys(file.layout).items()}
-        cached_path(file).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, cached_path(file))
 
 
 def test_stylize_is_offered_and_runs_when_its_weights_are_cached(adain_weights: None) -> None:
