@@ -285,3 +285,13 @@ def test_optimize_takes_a_video_and_holds_frames_to_their_predecessor(tmp_path, 
         scores[weight] = metadata["warping_error"]
     assert "flicker E_warp" in capsys.readouterr().err
     assert scores["1e4"] < scores["0"] / 2, scores
+
+
+def test_crop_is_refused_for_a_video_which_keeps_its_frame_size(tmp_path, offline, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", panning_frames(count=3))
+    make_stripes(32, 32).save(tmp_path / "paint.png")
+    out = tmp_path / "out.mp4"
+    code = main(["stylize", str(clip), "--style", str(tmp_path / "paint.png"), "-o", str(out), "--crop", *offline])
+    error = capsys.readouterr().err
+    assert code == 2 and "crop is for still images" in error and len(error.strip().splitlines()) == 1
+    assert not out.exists()

@@ -266,6 +266,9 @@ def stylize_video(
         raise SettingsError(f"temporal strength must be between 0 and 1, got {temporal_strength}")
     if flow_preset not in FLOW_PRESETS:
         raise SettingsError(f"flow preset must be one of {', '.join(FLOW_PRESETS)}, got {flow_preset!r}")
+    requested = options.get("settings")
+    if options.get("crop") or (requested is not None and requested.crop):
+        raise SettingsError("crop is for still images: a video keeps its frame size (crop the clip first, with ffmpeg's crop filter)")
     if hold_statistics and options.get("masks") is not None:
         raise SettingsError("holding the content statistics does not combine with masks")
     styles = [style] if isinstance(style, Image.Image) else list(style)
