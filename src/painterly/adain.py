@@ -630,10 +630,9 @@ def stylize(content: Image.Image, style: Image.Image | Sequence[Image.Image], **
       ``tile_size`` pixels overlap by ``tile_overlap`` and are blended with cosine ramps; style
       statistics come from the whole style image and content statistics from the whole content
       at full size (gathered tile by tile beforehand), so tiles differ from one pass only where
-      the decoder's and encoder's receptive fields cross a tile border. Peak memory, besides
-      torch and the weights: about 15 bytes per content pixel (uint8 input, padded copy and
-      output) plus about 1.1 kB x tile_size^2 for the activations of one tile (measured: README,
-      "AdaIN"); one pass needs about 900 bytes per pixel.
+      the decoder's and encoder's receptive fields cross a tile border. Peak memory grows with
+      the tile, not the image, beyond a few bytes per content pixel for the input and output
+      (measured in docs/adain.md).
     - ``callback(done, total)`` is called after every tile, statistics tiles included (once
       without tiles).
     - ``settings``: a :class:`StylizeSettings` to start from (the keywords above change it).

@@ -1052,9 +1052,8 @@ def optimize_scales(
     and its content, in [0, 1].
 
     Cost: an iteration costs about its pixel count, so 3 scales (96, 192, 384 px) with the same
-    iterations at each cost 1 + 1/4 + 1/16 = 1.31x a single-scale 384 px run; measured side by
-    side on the CPU (random weights, gatys2016, 10 L-BFGS iterations per scale): 27.8 s vs
-    21.3 s of CPU time, 1.31x.
+    iterations at each cost 1 + 1/4 + 1/16 of a single-scale 384 px run (measured in
+    benchmarks/NOTES.md).
     """
     settings = record.settings
     sizes, counts = settings.scale_sizes(), settings.scale_iterations()
