@@ -429,7 +429,8 @@ def choose_adain_weights(
         except WeightsError as error:
             return "bundled", "bundled", (
                 f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
-                "for seeded random encoder weights"
+                "for seeded random encoder weights, an early one that gives the painting's colours, "
+                "not its strokes (docs/offline-decoder.md); optimize paints offline"
             )
         return "adain", "adain", None
     if decoder == "auto":
