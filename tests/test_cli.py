@@ -157,6 +157,18 @@ def test_optimize_bad_control_values_fail_cleanly(scene_path, stripes_path, tmp_
     assert not out.exists()
 
 
+def test_demo_gallery_of_one_method_writes_that_sheet_only_and_names_its_weights(tmp_path, capsys):
+    code, stderr = run_in_process(capsys, "demo", "--gallery", "adain", "-o", str(tmp_path), "--size", "32", "--quiet")
+    assert code == 0, stderr
+    sheet = tmp_path / "gallery_adain.jpg"
+    assert sheet.is_file() and not (tmp_path / "gallery_optimize.jpg").exists()
+    metadata = read_metadata(sheet)
+    assert metadata["method"] == "adain" and metadata["weights"] == "random(seed=0) + bundled"
+    assert len(metadata["photos"]) * len(metadata["paintings"]) == 12
+    code, stderr = run_in_process(capsys, "demo", "--gallery", "watercolour", "-o", str(tmp_path))
+    assert code == 2 and "invalid choice" in stderr
+
+
 def test_demo_runs_offline(tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "demo"), "--size", "48", "--iterations", "3", "--quiet")
     assert result.returncode == 0, result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
@@ -23,6 +24,7 @@ EXAMPLES = """\
   painterly demo -o /tmp/demo --size 256 --iterations 200
   PAINTERLY_OFFLINE=1 painterly demo  # never download: random weights, the bundled AdaIN decoder
   painterly demo --gallery            # contact sheets of bundled photos x paintings, both methods
+  painterly demo --gallery adain      # only AdaIN's sheet (seconds; optimisation's takes minutes)
 Both methods run: optimisation (Gatys et al.) and AdaIN in one pass, each with pretrained weights
 when they are cached or downloadable, else with what ships in the package (it says which). 'painterly reproduce' paints either again."""
 
@@ -31,6 +33,7 @@ CONTENT, STYLE = "shipwreck.jpg", "starry_night.jpg"
 GALLERY_PHOTOS = ("astronaut.jpg", "chelsea.jpg", "rocket.jpg")
 GALLERY_PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "woman_with_hat_matisse.jpg", "shipwreck.jpg")
 GALLERY_CELL = 160
+GALLERY_METHODS = ("adain", "optimize")
 
 
 def example_path(name: str) -> Path:
@@ -47,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--iterations", type=positive_int,
                         help="L-BFGS iterations at each scale (default: 100 with pretrained weights; with random "
                         "ones, the random-features profile's)")
-    parser.add_argument("--gallery", action="store_true",
-                        help="instead, write gallery_adain.jpg and gallery_optimize.jpg: every bundled photo in "
+    parser.add_argument("--gallery", nargs="?", const="both", choices=("both", *GALLERY_METHODS),
+                        help="instead, write gallery_adain.jpg and gallery_optimize.jpg (or the one named): every bundled photo in "
                         "the style of four bundled paintings (about 15 minutes on 2 CPU cores)")
     add_runtime_arguments(parser)
     parser.set_defaults(run=run)
@@ -97,26 +100,30 @@ def gallery(args: argparse.Namespace) -> int:
     paintings = [load_image(example_path(name)) for name in GALLERY_PAINTINGS]
     labels = ["photo"] + [Path(name).stem.replace("_", " ") for name in GALLERY_PAINTINGS]
     header = [_thumbnail(Image.new("RGB", (GALLERY_CELL, GALLERY_CELL), "white"))] + [_thumbnail(p) for p in paintings]
-    model = load_model(device=args.device, seed=args.seed)
-    if model.weights_note:
-        info(model.weights_note)
-    weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
-    if note:
-        info(note)
-    methods = {
-        "adain": lambda photo, painting: stylize(photo, painting, content_size=args.size, model=model).image,
-        "optimize": lambda photo, painting: _optimized(args, photo, painting, weights),
-    }
-    for method, paint in methods.items():
+    for method in GALLERY_METHODS if args.gallery == "both" else (args.gallery,):
+        paint, weights_used = _gallery_painter(method, args)
         rows = [header] + [[_thumbnail(photo)] + [_thumbnail(paint(photo, painting)) for painting in paintings]
                            for photo in photos]
         sheet = contact_sheet(rows, labels)
         output = Path(args.output_dir) / f"gallery_{method}.jpg"
-        weights_used = f"{model.encoder_label} + {model.decoder_label}" if method == "adain" else str(weights)
         save_image(sheet, output, metadata={"painterly.method": "gallery", "method": method, "weights": weights_used,
                                             "photos": list(GALLERY_PHOTOS), "paintings": list(GALLERY_PAINTINGS)})
         info(f"wrote {output} ({method}, weights {weights_used})")
     return 0
+
+
+def _gallery_painter(method: str, args: argparse.Namespace) -> tuple[Callable[[Image.Image, Image.Image], Image.Image], str]:
+    """How ``method`` paints a gallery cell, with the weights it can have, and those weights in words."""
+    if method == "adain":
+        model = load_model(device=args.device, seed=args.seed)
+        if model.weights_note:
+            info(model.weights_note)
+        return (lambda photo, painting: stylize(photo, painting, content_size=args.size, model=model).image,
+                f"{model.encoder_label} + {model.decoder_label}")
+    weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
+    if note:
+        info(note)
+    return (lambda photo, painting: _optimized(args, photo, painting, weights)), str(weights)
 
 
 def _optimized(args: argparse.Namespace, photo: Image.Image, painting: Image.Image, weights: str) -> Image.Image:
