@@ -271,3 +271,17 @@ def test_an_unwritable_run_folder_is_one_line_and_exit_code_2(dataset, tmp_path,
                      "--encoder", "random", "--workers", "0"])
     stderr = capsys.readouterr().err
     assert code == 2 and "cannot make the run folder" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_decoder_trained_with_average_pooling_records_it_and_stylises_with_it(tmp_path, dataset, capsys):
+    from painterly.adain import AdaINModel
+    from painterly.weights import read_record, read_state_dict
+
+    content, style = dataset
+    run = tmp_path / "run"
+    train(content_dir=content, style_dir=style, run_dir=run, encoder="random", encoder_pooling="avg", iterations=1,
+          image_size=40, crop_size=32, batch_size=1, workers=0, checkpoint_every=1)
+    assert read_record(read_state_dict(run / "decoder.pth"))["encoder_pooling"] == "avg"
+    assert AdaINModel.load(encoder="random", decoder=run / "decoder.pth").encoder.pooling == "avg"
+    assert cli_main(["train", "--resume", str(run), "--encoder-pooling", "max", "--quiet"]) == 2
+    assert "encoder_pooling cannot change when resuming" in capsys.readouterr().err

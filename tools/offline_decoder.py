@@ -27,6 +27,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from painterly.encoder import encoder_fingerprint, load_encoder
+from painterly.weights import with_record
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "src" / "painterly" / "bundled" / "decoder-random0.pth"
 
@@ -111,7 +114,14 @@ def export(run: Path) -> None:
     if not checkpoints:
         raise SystemExit(f"{run}: no checkpoint yet")
     state = torch.load(checkpoints[-1], map_location="cpu", weights_only=True)
-    decoder = {key: value.detach().half().contiguous() for key, value in state["decoder"].items()}
+    config = state["config"]
+    # The record tells painterly which encoder the decoder fits: seeded random weights, and above
+    # all their pooling (AdaINModel.load builds the encoder with it).
+    encoder, label = load_encoder(config["encoder"], seed=config["encoder_seed"], last_layer="relu4_1",
+                                  pooling=config.get("encoder_pooling", "max"))
+    record = {"encoder": label, "encoder_sha256": encoder_fingerprint(encoder),
+              "encoder_pooling": config.get("encoder_pooling", "max"), "iteration": state["iteration"]}
+    decoder = with_record({key: value.detach().half().contiguous() for key, value in state["decoder"].items()}, record)
     BUNDLED.parent.mkdir(parents=True, exist_ok=True)
     temporary = BUNDLED.with_suffix(".tmp")
     torch.save(decoder, temporary)

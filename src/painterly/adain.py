@@ -264,6 +264,9 @@ class AdaINModel(nn.Module):
         state, _, decoder_label = _with_offline_hint(
             decoder, lambda: load_weights(decoder, role="decoder", progress=progress)
         )
+        # A decoder fits the pooling its encoder was trained with (same weights, other features);
+        # painterly's decoders record it, the released one (max) does not.
+        vgg.pooling = (read_record(state) or {}).get("encoder_pooling", "max")
         # The named decoders each go with one encoder: (that encoder in words, whether it is this one).
         partners = {
             "adain": ("the normalised VGG-19", vgg.flavour == "normalised"),

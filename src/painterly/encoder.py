@@ -95,6 +95,10 @@ class ReflectionPad2d(nn.ReflectionPad2d):
             return super().forward(x)
 
 
+#: The encoder's 2x2 pooling: VGG's ``max``, or ``avg`` (Gatys et al. 2016), same weights.
+POOLINGS = ("max", "avg")
+
+
 class VGG19Encoder(nn.Module):
     """VGG-19 features up to ``last_layer``; ``forward`` returns a dict of the requested layers."""
 
@@ -102,7 +106,7 @@ class VGG19Encoder(nn.Module):
         super().__init__()
         if flavour not in ("torchvision", "normalised"):
             raise ValueError(f"unknown flavour {flavour!r}")
-        if pooling not in ("max", "avg"):
+        if pooling not in POOLINGS:
             raise SettingsError(f"unknown pooling {pooling!r}: choose max or avg")
         self.flavour = flavour
         #: ``avg`` replaces every max pooling by average pooling, as Gatys et al. 2016 did: the

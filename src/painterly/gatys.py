@@ -44,7 +44,7 @@ from PIL import Image
 
 from .color import grey, keep_luminance, prepare_colors, preserve_color_option, restore_colors
 from .device import resolve_device
-from .encoder import VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
+from .encoder import POOLINGS, VGG19Encoder, deepest_layer, load_encoder, smallest_input_side
 from .errors import NonFiniteLossError, PainterlyError, SettingsError
 from .files import load_torch, save_torch
 from .gatys_tiles import (
@@ -102,7 +102,6 @@ STANDARD_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LOSSES = ("gram", "mean-std", "sliced-wasserstein", "histogram")
 #: Style losses whose statistics can be taken inside a mask (guided statistics).
 MASKABLE_STYLE_LOSSES = ("gram", "mean-std")
-POOLINGS = ("max", "avg")
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from PIL import Image
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
 from .data import ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files, stop_workers
 from .device import resolve_device
-from .encoder import encoder_fingerprint, load_encoder
+from .encoder import POOLINGS, encoder_fingerprint, load_encoder
 from .errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
 from .files import atomic_path, load_torch, save_torch
 from .images import IMAGE_SUFFIXES, check_size, save_image, tensor_to_image
@@ -86,6 +86,10 @@ class TrainConfig:
                           help="frozen encoder: vgg19-normalised (default), adain, vgg19, random, or a weight file")
     #: Seed of ``random`` encoder weights: stylise with the same one.
     encoder_seed: int = option(0, minimum=0, maximum=2**63 - 1, help="seed of --encoder random weights (0)")
+    #: Average pooling keeps random features invertible where max pooling loses the photo
+    #: (docs/offline-decoder.md); a decoder only fits the pooling it was trained with.
+    encoder_pooling: str = option("max", choices=POOLINGS,
+                                  help="the encoder's 2x2 pooling: max (VGG's) or avg; stylise with the same (max)")
     device: str = option("auto", help="where to compute: auto, cpu, cuda, cuda:N or mps (auto)")
     checkpoint_every: int = option(1000, minimum=1, metavar="N", help="save a checkpoint every N iterations (1000)")
     #: How many checkpoints to keep (the newest).
@@ -167,7 +171,7 @@ def get_recipe(name: str) -> TrainConfig:
 #: Columns of RUN_DIR/losses.csv; val_* are empty on rows without a validation pass.
 CSV_COLUMNS = ("iteration", "lr", "content", "style", "total", "val_content", "val_style", "val_total", "skipped", "images_per_second")
 #: Settings a resumed run may not change: the decoder would no longer match its encoder.
-FIXED_ON_RESUME = ("encoder", "encoder_seed")
+FIXED_ON_RESUME = ("encoder", "encoder_seed", "encoder_pooling")
 
 
 @dataclass
@@ -579,9 +583,11 @@ def _start_session(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any
     ``checkpoint``, RNGs included, when resuming)."""
     data = _find_data(config)
     torch.manual_seed(config.seed)
-    encoder, encoder_label = load_encoder(config.encoder, last_layer=ADAIN_LAYER, seed=config.encoder_seed, device=device)
+    encoder, encoder_label = load_encoder(config.encoder, last_layer=ADAIN_LAYER, seed=config.encoder_seed, device=device,
+                                          pooling=config.encoder_pooling)
     # Taken before any change of memory layout.
-    decoder_record = {"encoder": encoder_label, "encoder_sha256": encoder_fingerprint(encoder)}
+    decoder_record = {"encoder": encoder_label, "encoder_sha256": encoder_fingerprint(encoder),
+                      "encoder_pooling": config.encoder_pooling}
     decoder = build_decoder().to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     encoder.to(memory_format=memory_format)

@@ -341,7 +341,9 @@ def read_bundled_decoder() -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path}: checksum {digest[:16]}... is not the bundled decoder's; reinstall painterly")
     state = read_state_dict(path, name="the bundled decoder")
     check_layout(state, "decoder", name="the bundled decoder")
-    return {key: value.float() for key, value in state.items()}
+    floats = {key: value.float() for key, value in state.items()}
+    record = read_record(state)  # what it was trained with (its encoder's pooling, above all)
+    return with_record(floats, record) if record else floats
 
 
 def _weight_set(name: str) -> WeightSet:
