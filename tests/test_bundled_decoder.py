@@ -18,6 +18,7 @@ from painterly.weights import (
     choose_adain_weights,
     layout_keys,
     read_bundled_decoder,
+    read_record,
 )
 
 from conftest import make_scene, make_stripes, run_cli
@@ -105,3 +106,10 @@ def test_an_alpha_sweep_runs_offline_on_the_bundled_decoder(tmp_path):
     assert main(["sweep", str(tmp_path / "photo.png"), str(tmp_path / "style.png"), "--size", "48", "--quiet",
                  "-o", str(sheet), "--param", "alpha", "0", "1"]) == 0
     assert sheet.is_file()
+
+
+def test_the_bundled_decoder_records_its_encoder_and_is_loaded_with_its_pooling():
+    record = read_record(read_bundled_decoder())
+    assert record["encoder"] == "random(seed=0)" and record["encoder_pooling"] == "avg"
+    # Built with max pooling the same weights give other features, which this decoder never saw.
+    assert AdaINModel.load(encoder="bundled", decoder="bundled").encoder.pooling == "avg"

@@ -52,7 +52,7 @@ SHORTER_SIDE = 384
 
 #: The training run, as it was made (tools/offline_decoder.py train passes exactly these).
 TRAIN_FLAGS = [
-    "--encoder", "random", "--encoder-seed", "0", "--iterations", "100000", "--image-size", "192",
+    "--encoder", "random", "--encoder-seed", "0", "--encoder-pooling", "avg", "--iterations", "100000", "--image-size", "192",
     "--crop-size", "96", "--batch-size", "8", "--lr", "1e-4", "--lr-decay", "5e-5", "--amp", "--channels-last",
     "--workers", "1", "--log-every", "20", "--checkpoint-every", "100", "--keep", "3", "--monitor-every", "250",
     "--val-fraction", "0.1", "--val-images", "4",

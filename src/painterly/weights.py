@@ -211,7 +211,7 @@ REGISTRY: dict[str, WeightSet] = {
 #: package (half precision) so that AdaIN runs with nothing downloaded. docs/offline-decoder.md
 #: says how it was trained and on what; ``tools/offline_decoder.py`` rebuilds it.
 BUNDLED_DECODER_PATH = Path(__file__).parent / "bundled" / "decoder-random0.pth"
-BUNDLED_DECODER_SHA256 = "789a6e0c624a9e4ec900a53ee6d3a0cbfa4f450dc5670e3e077ea55f1031bfa8"
+BUNDLED_DECODER_SHA256 = "98aab6ca9af9d8ab9eb47d6612668903356432a0e81d9499b9dce8bf542016f9"
 BUNDLED_ENCODER_SEED = 0
 
 
@@ -431,8 +431,8 @@ def choose_adain_weights(
         except WeightsError as error:
             return "bundled", "bundled", (
                 f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
-                "for seeded random encoder weights, an early one that gives the painting's colours, "
-                "not its strokes (docs/offline-decoder.md); optimize paints offline"
+                "for seeded random encoder weights, an early one that gives the photo's large shapes "
+                "blurred, not strokes (docs/offline-decoder.md); optimize paints offline"
             )
         return "adain", "adain", None
     if decoder == "auto":
