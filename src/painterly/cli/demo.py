@@ -70,15 +70,14 @@ def run(args: argparse.Namespace) -> int:
     # A short run reads best started from the content. With random weights the library's
     # random-features profile (painterly.profiles) decides the rest, as it does for optimize.
     pretrained = weights != "random"
-    extra = {"init": "content", "iterations": args.iterations or 100} if pretrained else {"iterations": args.iterations}
+    extra = {"init": "content"} if pretrained else {}
     info(f"optimisation with {'pretrained VGG-19' if pretrained else 'seeded random VGG-19'} weights")
     bar = ScaleProgress(quiet=args.quiet, description="demo")
     try:
-        result = optimize(content, style, size=args.size, weights=weights, seed=args.seed, device=args.device,
-                          callback=bar, **extra)
+        result = optimize(content, style, size=args.size, iterations=_iterations(args, weights), weights=weights,
+                          seed=args.seed, device=args.device, callback=bar, **extra)
     finally:
         bar.close()
-    output = Path(args.output_dir) / f"{Path(CONTENT).stem}_{Path(STYLE).stem}.png"
     if result.profile:
         info(f"settings: the {result.profile} profile (recorded in the output's metadata)")
     inputs = describe_inputs(content=[example_path(CONTENT)], style=[example_path(STYLE)])
@@ -88,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     if model.weights_note:
         info(model.weights_note)
     fast = stylize(content, style, content_size=args.size, style_size=args.size, model=model)
-    adain_output = output.with_name(f"{output.stem}_adain.png")
     save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE, "inputs": inputs})
     info(f"wrote {adain_output} (AdaIN, one pass; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0
@@ -129,12 +127,16 @@ def _gallery_painter(method: str, args: argparse.Namespace) -> tuple[Callable[[I
 def _optimized(args: argparse.Namespace, photo: Image.Image, painting: Image.Image, weights: str) -> Image.Image:
     bar = OptimizationProgress(quiet=args.quiet, description="gallery")
     try:
-        # With random weights the random-features profile sets the length, as in run().
-        iterations = args.iterations or (None if weights == "random" else 100)
-        return optimize(photo, painting, size=args.size, iterations=iterations, weights=weights,
+        return optimize(photo, painting, size=args.size, iterations=_iterations(args, weights), weights=weights,
                         seed=args.seed, device=args.device, callback=bar).image
     finally:
         bar.close()
+
+
+def _iterations(args: argparse.Namespace, weights: str) -> int | None:
+    """--iterations, else 100 with pretrained weights; with random ones the random-features
+    profile sets the length (None)."""
+    return args.iterations or (None if weights == "random" else 100)
 
 
 def _thumbnail(image: Image.Image) -> Image.Image:
