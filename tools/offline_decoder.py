@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from painterly.encoder import encoder_fingerprint, load_encoder
+from painterly.encoder import load_encoder
+from painterly.training import encoder_record
 from painterly.weights import with_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +120,7 @@ def export(run: Path) -> None:
     # all their pooling (AdaINModel.load builds the encoder with it).
     encoder, label = load_encoder(config["encoder"], seed=config["encoder_seed"], last_layer="relu4_1",
                                   pooling=config.get("encoder_pooling", "max"))
-    record = {"encoder": label, "encoder_sha256": encoder_fingerprint(encoder),
-              "encoder_pooling": config.get("encoder_pooling", "max"), "iteration": state["iteration"]}
+    record = {**encoder_record(encoder, label), "iteration": state["iteration"]}
     decoder = with_record({key: value.detach().half().contiguous() for key, value in state["decoder"].items()}, record)
     BUNDLED.parent.mkdir(parents=True, exist_ok=True)
     temporary = BUNDLED.with_suffix(".tmp")

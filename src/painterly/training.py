@@ -50,7 +50,7 @@ from PIL import Image
 from .adain import ADAIN_LAYER, STYLE_LOSS_LAYERS, adain, build_decoder
 from .data import ImageFolder, Skipped, find_images, infinite_loader, load_fixed, split_files, stop_workers
 from .device import resolve_device
-from .encoder import POOLINGS, encoder_fingerprint, load_encoder
+from .encoder import POOLINGS, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import Cancelled, NonFiniteLossError, PainterlyError, SettingsError
 from .files import atomic_path, load_torch, save_torch
 from .images import IMAGE_SUFFIXES, check_size, save_image, tensor_to_image
@@ -225,6 +225,12 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------
 # The loss.
+
+
+def encoder_record(encoder: VGG19Encoder, label: str) -> dict[str, str]:
+    """What a decoder file records of the encoder it was trained with: AdaIN checks the weights'
+    fingerprint and builds the encoder with the same pooling."""
+    return {"encoder": label, "encoder_sha256": encoder_fingerprint(encoder), "encoder_pooling": encoder.pooling}
 
 
 def decoder_losses(
@@ -586,8 +592,7 @@ def _start_session(config: TrainConfig, run_dir: Path, checkpoint: dict[str, Any
     encoder, encoder_label = load_encoder(config.encoder, last_layer=ADAIN_LAYER, seed=config.encoder_seed, device=device,
                                           pooling=config.encoder_pooling)
     # Taken before any change of memory layout.
-    decoder_record = {"encoder": encoder_label, "encoder_sha256": encoder_fingerprint(encoder),
-                      "encoder_pooling": config.encoder_pooling}
+    decoder_record = encoder_record(encoder, encoder_label)
     decoder = build_decoder().to(device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     encoder.to(memory_format=memory_format)
