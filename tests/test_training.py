@@ -207,6 +207,43 @@ def test_recipes_and_settings():
         train(content_dir=".", style_dir=".", run_dir="unused", recipe="torch")
 
 
+def test_identity_losses_vanish_for_an_inverse_and_measure_what_is_lost():
+    def encoder(image, layers):  # features that are the image itself, at every layer
+        return {layer: image for layer in layers}
+
+    content = torch.rand(2, 3, 8, 8)
+    pixel, feature = training.identity_losses(encoder, torch.nn.Identity(), content)
+    assert pixel.item() == 0 and feature.item() == 0
+    pixel, feature = training.identity_losses(encoder, lambda x: 0.5 * x, content)
+    expected = (0.25 * content**2).mean().item()
+    assert pixel.item() == pytest.approx(expected) and feature.item() == pytest.approx(4 * expected)
+
+
+def test_the_identity_loss_is_trained_on_logged_and_resumed_from_older_checkpoints(dataset, tmp_path):
+    content, style = dataset
+    settings = dict(content_dir=content, style_dir=style, iterations=2, checkpoint_every=1, **TINY)
+    train(run_dir=tmp_path / "plain", **settings)
+    train(run_dir=tmp_path / "identity", identity_pixel_weight=50.0, identity_feature_weight=1.0, **settings)
+    plain, identity = (read_losses(tmp_path / name / "losses.csv") for name in ("plain", "identity"))
+    assert [row["identity"] for row in plain] == [0.0, 0.0]
+    for row in identity:
+        assert row["identity"] > 0
+        assert row["total"] == pytest.approx(row["content"] + 10 * row["style"] + row["identity"], rel=1e-5)
+    # The same batches, other gradients: the identity loss moved the decoder.
+    a, b = (torch.load(tmp_path / name / "decoder.pth", weights_only=True) for name in ("plain", "identity"))
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "identity" / "config.json").read_text())["identity_pixel_weight"] == 50.0
+
+    # A checkpoint written before the identity loss existed has no window for it.
+    path = tmp_path / "plain" / "checkpoints" / "ckpt_0000002.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["window"]["identity"]
+    torch.save(checkpoint, path)
+    assert cli_main(["train", "--resume", str(tmp_path / "plain"), "--iterations", "3", "--identity-pixel-weight", "1",
+                     "--quiet"]) == 0
+    assert read_losses(tmp_path / "plain" / "losses.csv")[-1]["identity"] > 0
+
+
 def test_cli_stops_on_sigterm_with_a_checkpoint_and_resumes(dataset, tmp_path):
     content, style = dataset
     run = tmp_path / "run"
@@ -251,7 +288,9 @@ def test_two_processes_train_with_torchrun_on_gloo(dataset, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "painterly", "train",
          "--content-dir", str(content), "--style-dir", str(style), "-o", str(run), "--encoder", "random",
-         "--iterations", "3", "--image-size", "32", "--crop-size", "32", "--batch-size", "2", "--workers", "0", "--quiet"],
+         "--iterations", "3", "--image-size", "32", "--crop-size", "32", "--batch-size", "2", "--workers", "0", "--quiet",
+         # The identity loss runs the decoder twice before one backward pass: DDP must still agree.
+         "--identity-pixel-weight", "1", "--identity-feature-weight", "0.5"],
         env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]

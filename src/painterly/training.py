@@ -12,6 +12,9 @@ minimised with Adam at lr / (1 + lr_decay * iteration). The default recipe is py
 (mean squared errors, lambda = 10) on the paper's data pipeline (shorter side to 512, random 256
 crops); the Torch original's lambda = 1e-2 applies to summed errors instead.
 
+``identity_pixel_weight`` and ``identity_feature_weight`` add SANet's identity losses (see
+:func:`identity_losses`) to L; both are 0 in every recipe.
+
 Where we depart from the recipes:
 
 * sigma uses the biased variance (see :func:`painterly.adain.adain`).
@@ -77,6 +80,13 @@ class TrainConfig:
     crop_size: int = option(256, help="side of the random square crops (adain: 256)")
     content_weight: float = option(1.0, minimum=0.0, help="weight of the content loss (1)")
     style_weight: float = option(10.0, minimum=0.0, help="weight lambda of the style loss (adain: 10)")
+    #: SANet's identity losses (Park and Lee 2019, their lambda_identity1 = 50, lambda_identity2 = 1):
+    #: the decoder must also give each content image back from its own features. Not in the
+    #: AdaIN recipe; the bundled decoder for random weights uses them (docs/offline-decoder.md).
+    identity_pixel_weight: float = option(0.0, minimum=0.0,
+                                          help="weight of MSE(g(f(c)), c), the content given back in pixels (0: off)")
+    identity_feature_weight: float = option(0.0, minimum=0.0,
+                                            help="weight of the content given back in features, relu1_1..relu4_1 (0: off)")
     iterations: int = option(160_000, minimum=1, help="optimiser steps in all (adain: 160000)")
     workers: int = option(4, minimum=0, help="data loader processes per training process (4; 0 loads in-process)")
     seed: int = option(0, minimum=0, maximum=2**63 - 1,
@@ -121,7 +131,7 @@ class TrainConfig:
             raise SettingsError(f"crop_size {self.crop_size} is larger than image_size {self.image_size}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SettingsError(f"lr must be a positive number, got {self.lr}")
-        for name in ("lr_decay", "content_weight", "style_weight"):
+        for name in ("lr_decay", "content_weight", "style_weight", "identity_pixel_weight", "identity_feature_weight"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise SettingsError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
@@ -168,8 +178,10 @@ def get_recipe(name: str) -> TrainConfig:
     return RECIPES[name]
 
 
+#: The training losses logged: content and style unweighted, identity weighted, total = the sum minimised.
+LOSS_KEYS = ("content", "style", "identity", "total")
 #: Columns of RUN_DIR/losses.csv; val_* are empty on rows without a validation pass.
-CSV_COLUMNS = ("iteration", "lr", "content", "style", "total", "val_content", "val_style", "val_total", "skipped", "images_per_second")
+CSV_COLUMNS = ("iteration", "lr", "content", "style", "identity", "total", "val_content", "val_style", "val_total", "skipped", "images_per_second")
 #: Settings a resumed run may not change: the decoder would no longer match its encoder.
 FIXED_ON_RESUME = ("encoder", "encoder_seed", "encoder_pooling")
 
@@ -251,6 +263,27 @@ def decoder_losses(
     loss_c = content_loss(output_features[ADAIN_LAYER].float(), target)
     loss_s = sum(mean_std_style_loss(output_features[l].float(), style_features[l].float()) for l in STYLE_LOSS_LAYERS)
     return loss_c, loss_s, output
+
+
+def identity_losses(
+    encoder: torch.nn.Module, decoder: torch.nn.Module, content: torch.Tensor, *, amp: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SANet's identity losses for a batch of content images c, with I = g(f(c)) at relu4_1:
+
+        L_id_pixel   = MSE(I, c)
+        L_id_feature = sum over relu1_1..relu4_1 of MSE(phi(I), phi(c))
+
+    Zero when the decoder inverts the encoder. SANet sums squared errors where we average them,
+    as the content and style losses here do.
+    """
+    with torch.autocast(content.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.no_grad():
+            content_features = encoder(content, STYLE_LOSS_LAYERS)
+        given_back = decoder(content_features[ADAIN_LAYER])
+        given_back_features = encoder(given_back, STYLE_LOSS_LAYERS)
+    pixel = torch.nn.functional.mse_loss(given_back.float(), content.float())
+    feature = sum(content_loss(given_back_features[l].float(), content_features[l].float()) for l in STYLE_LOSS_LAYERS)
+    return pixel, feature
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +506,7 @@ def _newest_readable_checkpoint(run_dir: Path, note: Callable[[str], None] | Non
 
 
 def _empty_window() -> dict[str, float]:
-    return {"content": 0.0, "style": 0.0, "total": 0.0, "count": 0}
+    return {**dict.fromkeys(LOSS_KEYS, 0.0), "count": 0}
 
 
 @dataclass
@@ -494,19 +527,21 @@ class RunState:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any]) -> "RunState":
-        return cls(**{f.name: copy.deepcopy(checkpoint[f.name]) for f in fields(cls)})
+        state = cls(**{f.name: copy.deepcopy(checkpoint[f.name]) for f in fields(cls)})
+        state.window = {**_empty_window(), **state.window}  # checkpoints from before the identity loss
+        return state
 
     def to_checkpoint(self) -> dict[str, Any]:
         return asdict(self)
 
     def add_losses(self, losses: dict[str, float]) -> None:
-        for key in ("content", "style", "total"):
+        for key in LOSS_KEYS:
             self.window[key] += losses[key]
         self.window["count"] += 1
 
     def take_window(self) -> dict[str, float]:
         """The means of the losses since the last log row; the sums start again."""
-        means = {key: self.window[key] / self.window["count"] for key in ("content", "style", "total")}
+        means = {key: self.window[key] / self.window["count"] for key in LOSS_KEYS}
         self.window = _empty_window()
         return means
 
@@ -728,10 +763,15 @@ def _step(session: _Session, state: RunState, content: torch.Tensor, style: torc
     for group in optimizer.param_groups:
         group["lr"] = lr
     loss_c, loss_s, _ = decoder_losses(session.encoder, session.model, content, style, amp=session.amp)
-    loss = config.content_weight * loss_c + config.style_weight * loss_s
+    loss_id = torch.zeros_like(loss_c)
+    if config.identity_pixel_weight or config.identity_feature_weight:
+        pixel, feature = identity_losses(session.encoder, session.model, content, amp=session.amp)
+        loss_id = config.identity_pixel_weight * pixel + config.identity_feature_weight * feature
+    loss = config.content_weight * loss_c + config.style_weight * loss_s + loss_id
     # One device-to-host copy per iteration: each .item() would wait for the GPU on its own.
-    reduced = session.all_ranks_sum(torch.stack([loss_c, loss_s, loss]).tolist() + [float(content.shape[0]), float(rank_skipped)])
-    losses = {key: value / session.world_size for key, value in zip(("content", "style", "total"), reduced)}
+    reduced = session.all_ranks_sum(torch.stack([loss_c, loss_s, loss_id, loss]).tolist()
+                                    + [float(content.shape[0]), float(rank_skipped)])
+    losses = {key: value / session.world_size for key, value in zip(LOSS_KEYS, reduced)}
     if not math.isfinite(losses["total"]):
         kept = checkpoint_paths(session.run_dir)
         raise NonFiniteLossError(
@@ -746,8 +786,8 @@ def _step(session: _Session, state: RunState, content: torch.Tensor, style: torc
     scaler.update()
     state.iteration += 1
     state.add_losses(losses)
-    state.images_seen += int(reduced[3])
-    state.skipped = int(reduced[4])
+    state.images_seen += int(reduced[4])
+    state.skipped = int(reduced[5])
     return losses, lr
 
 
@@ -768,7 +808,7 @@ def _log(session: _Session, state: RunState, lr: float, validation: dict[str, fl
            **(validation or {}), "images_per_second": clock.images_per_second(state)}
     _append_csv_row(session.csv_path, row)
     if session.writer is not None:
-        for key in ("content", "style", "total", *(validation or {})):
+        for key in (*LOSS_KEYS, *(validation or {})):
             session.writer.add_scalar(f"loss/{key}", row[key], state.iteration)
         session.writer.add_scalar("lr", lr, state.iteration)
     return row
