@@ -212,9 +212,10 @@ def test_identity_losses_vanish_for_an_inverse_and_measure_what_is_lost():
         return {layer: image for layer in layers}
 
     content = torch.rand(2, 3, 8, 8)
-    pixel, feature = training.identity_losses(encoder, torch.nn.Identity(), content)
+    features = encoder(content, training.STYLE_LOSS_LAYERS)
+    pixel, feature = training.identity_losses(encoder, torch.nn.Identity(), content, features)
     assert pixel.item() == 0 and feature.item() == 0
-    pixel, feature = training.identity_losses(encoder, lambda x: 0.5 * x, content)
+    pixel, feature = training.identity_losses(encoder, lambda x: 0.5 * x, content, features)
     expected = (0.25 * content**2).mean().item()
     assert pixel.item() == pytest.approx(expected) and feature.item() == pytest.approx(4 * expected)
 

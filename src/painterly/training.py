@@ -44,7 +44,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -245,30 +245,44 @@ def encoder_record(encoder: VGG19Encoder, label: str) -> dict[str, str]:
     return {"encoder": label, "encoder_sha256": encoder_fingerprint(encoder), "encoder_pooling": encoder.pooling}
 
 
+class DecoderLosses(NamedTuple):
+    """The losses of a batch (float32 scalars) and the decoder's output g(t)."""
+
+    content: torch.Tensor
+    style: torch.Tensor
+    output: torch.Tensor
+    #: (L_id_pixel, L_id_feature) of :func:`identity_losses`, when asked for.
+    identity: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 def decoder_losses(
-    encoder: torch.nn.Module, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor, *, amp: torch.dtype | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L_c, L_s, g(t)) for a batch; only the decoder's parameters get gradients.
+    encoder: torch.nn.Module, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor, *,
+    amp: torch.dtype | None = None, identity: bool = False,
+) -> DecoderLosses:
+    """L_c, L_s and g(t) for a batch, and with ``identity`` the identity losses; only the
+    decoder's parameters get gradients.
 
     With ``amp`` the networks run in that dtype under autocast; statistics and losses stay
     float32, where the small differences of means and stds would otherwise round away.
     """
     with torch.autocast(content.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         with torch.no_grad():
-            content_features = encoder(content, [ADAIN_LAYER])[ADAIN_LAYER]
+            content_features = encoder(content, STYLE_LOSS_LAYERS if identity else [ADAIN_LAYER])
             style_features = encoder(style, STYLE_LOSS_LAYERS)
-        target = adain(content_features.float(), style_features[ADAIN_LAYER].float())
+        target = adain(content_features[ADAIN_LAYER].float(), style_features[ADAIN_LAYER].float())
         output = decoder(target)
         output_features = encoder(output, STYLE_LOSS_LAYERS)
+        given_back = identity_losses(encoder, decoder, content, content_features) if identity else None
     loss_c = content_loss(output_features[ADAIN_LAYER].float(), target)
     loss_s = sum(mean_std_style_loss(output_features[l].float(), style_features[l].float()) for l in STYLE_LOSS_LAYERS)
-    return loss_c, loss_s, output
+    return DecoderLosses(loss_c, loss_s, output, given_back)
 
 
 def identity_losses(
-    encoder: torch.nn.Module, decoder: torch.nn.Module, content: torch.Tensor, *, amp: torch.dtype | None = None
+    encoder: torch.nn.Module, decoder: torch.nn.Module, content: torch.Tensor, content_features: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SANet's identity losses for a batch of content images c, with I = g(f(c)) at relu4_1:
+    """SANet's identity losses for a batch of content images c, whose features at
+    relu1_1..relu4_1 are ``content_features``, with I = g(f(c)) from relu4_1:
 
         L_id_pixel   = MSE(I, c)
         L_id_feature = sum over relu1_1..relu4_1 of MSE(phi(I), phi(c))
@@ -276,11 +290,8 @@ def identity_losses(
     Zero when the decoder inverts the encoder. SANet sums squared errors where we average them,
     as the content and style losses here do.
     """
-    with torch.autocast(content.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        with torch.no_grad():
-            content_features = encoder(content, STYLE_LOSS_LAYERS)
-        given_back = decoder(content_features[ADAIN_LAYER])
-        given_back_features = encoder(given_back, STYLE_LOSS_LAYERS)
+    given_back = decoder(content_features[ADAIN_LAYER])
+    given_back_features = encoder(given_back, STYLE_LOSS_LAYERS)
     pixel = torch.nn.functional.mse_loss(given_back.float(), content.float())
     feature = sum(content_loss(given_back_features[l].float(), content_features[l].float()) for l in STYLE_LOSS_LAYERS)
     return pixel, feature
@@ -762,11 +773,12 @@ def _step(session: _Session, state: RunState, content: torch.Tensor, style: torc
     lr = session.lr_at(state.iteration)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss_c, loss_s, _ = decoder_losses(session.encoder, session.model, content, style, amp=session.amp)
+    identity = bool(config.identity_pixel_weight or config.identity_feature_weight)
+    loss_c, loss_s, _, given_back = decoder_losses(session.encoder, session.model, content, style, amp=session.amp,
+                                                   identity=identity)
     loss_id = torch.zeros_like(loss_c)
-    if config.identity_pixel_weight or config.identity_feature_weight:
-        pixel, feature = identity_losses(session.encoder, session.model, content, amp=session.amp)
-        loss_id = config.identity_pixel_weight * pixel + config.identity_feature_weight * feature
+    if given_back is not None:
+        loss_id = config.identity_pixel_weight * given_back[0] + config.identity_feature_weight * given_back[1]
     loss = config.content_weight * loss_c + config.style_weight * loss_s + loss_id
     # One device-to-host copy per iteration: each .item() would wait for the GPU on its own.
     reduced = session.all_ranks_sum(torch.stack([loss_c, loss_s, loss_id, loss]).tolist()
@@ -912,7 +924,7 @@ def _monitor(session: _Session, iteration: int) -> dict[str, float] | None:
     for start in range(0, content_all.shape[0], config.batch_size):
         content = content_all[start : start + config.batch_size].to(session.device, memory_format=session.memory_format)
         style = style_all[start : start + config.batch_size].to(session.device, memory_format=session.memory_format)
-        loss_c, loss_s, output = decoder_losses(session.encoder, session.decoder, content, style, amp=session.amp)
+        loss_c, loss_s, output, _ = decoder_losses(session.encoder, session.decoder, content, style, amp=session.amp)
         share = content.shape[0] / content_all.shape[0]
         sums["val_content"] += loss_c.item() * share
         sums["val_style"] += loss_s.item() * share

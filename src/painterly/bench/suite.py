@@ -513,7 +513,7 @@ def _training_step(speed: SpeedSettings, device: torch.device, encoder: nn.Modul
     amp = torch.bfloat16 if resolve_precision(speed.precision, device) == "bfloat16" else None
 
     def train_step() -> float:
-        loss_c, loss_s, _ = decoder_losses(encoder, decoder, content, style, amp=amp)
+        loss_c, loss_s, _, _ = decoder_losses(encoder, decoder, content, style, amp=amp)
         loss = loss_c + TRAINING_STYLE_WEIGHT * loss_s
         optimizer.zero_grad()
         loss.backward()
