@@ -42,6 +42,11 @@ PYPI_PHOTOS = [
 DEBIAN_PHOTOS = [
     ("mate-backgrounds", "usr/share/backgrounds/mate/nature/", "GPL-2+"),
 ]
+#: KDE's wallpapers keep one folder per picture, each in many sizes; these are its photographs,
+#: which add hard edges, wood, water and foliage to the nature photos above.
+PLASMA = ("plasma-workspace-wallpapers", "usr/share/wallpapers/", "GPL-2+")
+PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
+                 "Kite", "OneStandsOut", "Path", "summer_1am")
 #: Style images besides the bundled paintings: illustrations and abstract wallpapers.
 DEBIAN_STYLES = [
     ("ukui-wallpapers", "usr/share/backgrounds/", "CC BY-SA 3.0"),
@@ -51,12 +56,13 @@ SKIPPED_STYLES = ("Elephants_3840x2160", "Elephants_5640x3172", "Arc-Colors-Tran
 PAINTINGS = ("mondrian", "shipwreck", "starry_night", "the_scream", "woman_with_hat_matisse")
 SHORTER_SIDE = 384
 
-#: The training run, as it was made (tools/offline_decoder.py train passes exactly these).
+#: The training recipe (tools/offline_decoder.py train passes exactly these). The shipped file's
+#: run had no identity loss and only the mate and PyPI photos for its first 2,605 iterations.
 TRAIN_FLAGS = [
     "--encoder", "random", "--encoder-seed", "0", "--encoder-pooling", "avg", "--iterations", "100000", "--image-size", "192",
     "--crop-size", "96", "--batch-size", "8", "--lr", "1e-4", "--lr-decay", "5e-5", "--amp", "--channels-last",
     "--workers", "1", "--log-every", "20", "--checkpoint-every", "100", "--keep", "3", "--monitor-every", "250",
-    "--val-fraction", "0.1", "--val-images", "4",
+    "--val-fraction", "0.1", "--val-images", "4", "--identity-pixel-weight", "25", "--identity-feature-weight", "1",
 ]
 
 
@@ -84,7 +90,7 @@ def gather(data: Path) -> None:
                     image = Image.open(io.BytesIO(archive.read(member)))
                     for folder in (content, style):
                         save_small(image, folder / Path(member).name)
-        packages = {name for name, _, _ in DEBIAN_PHOTOS + DEBIAN_STYLES}
+        packages = {name for name, _, _ in DEBIAN_PHOTOS + DEBIAN_STYLES + [PLASMA]}
         subprocess.run(["apt-get", "download", "-q", *sorted(packages)], cwd=work, check=True)
         for deb in work.glob("*.deb"):
             subprocess.run(["dpkg", "-x", str(deb), str(work / "root")], check=True)
@@ -96,6 +102,11 @@ def gather(data: Path) -> None:
                         targets = (content, style) if name == "photos" else (style,)
                         for target in targets:
                             save_small(image, target / path.name)
+        for name in PLASMA_PHOTOS:
+            sizes = (work / "root" / PLASMA[1] / name / "contents" / "images").glob("*.jpg")
+            largest = max(sizes, key=lambda path: int(path.stem.split("x")[0]))
+            for target in (content, style):
+                save_small(Image.open(largest), target / name)
     for painting in PAINTINGS:
         save_small(Image.open(ROOT / "src" / "painterly" / "examples" / f"{painting}.jpg"), style / painting)
     print(f"{len(list(content.iterdir()))} content and {len(list(style.iterdir()))} style images in {data}")
