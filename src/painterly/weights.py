@@ -211,7 +211,7 @@ REGISTRY: dict[str, WeightSet] = {
 #: package (half precision) so that AdaIN runs with nothing downloaded. docs/offline-decoder.md
 #: says how it was trained and on what; ``tools/offline_decoder.py`` rebuilds it.
 BUNDLED_DECODER_PATH = Path(__file__).parent / "bundled" / "decoder-random0.pth"
-BUNDLED_DECODER_SHA256 = "98aab6ca9af9d8ab9eb47d6612668903356432a0e81d9499b9dce8bf542016f9"
+BUNDLED_DECODER_SHA256 = "551cca49fa6c398e64fd849065bda977de130cbcf6d9ed7b76461b58a6e5bc1e"
 BUNDLED_ENCODER_SEED = 0
 
 
@@ -431,8 +431,8 @@ def choose_adain_weights(
         except WeightsError as error:
             return "bundled", "bundled", (
                 f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
-                "for seeded random encoder weights, an early one that gives the photo's large shapes "
-                "blurred, not strokes (docs/offline-decoder.md); optimize paints offline"
+                "for seeded random encoder weights, an early one: the photo in the painting's colours with soft, "
+                "broad strokes, not its brushwork (docs/offline-decoder.md); optimize paints offline"
             )
         return "adain", "adain", None
     if decoder == "auto":
