@@ -20,7 +20,8 @@ EXAMPLES = """\
   painterly train --content-dir coco/ --style-dir wikiart/ -o runs/adain       # the reference recipe
   painterly train --content-dir voc/ --style-dir artworks/ -o runs/keras --recipe keras
   painterly train --content-dir photos/ --style-dir paintings/ -o runs/quick --encoder random --encoder-pooling avg \\
-      --iterations 2000 --crop-size 128 --image-size 160 --batch-size 4 --val-fraction 0.1
+      --iterations 2000 --crop-size 128 --image-size 160 --batch-size 4 --val-fraction 0.1 \\
+      --identity-pixel-weight 25 --identity-feature-weight 1   # also learn to give photos back (SANet)
   painterly train --resume runs/adain                      # continue after Ctrl-C, SIGTERM or a crash
   painterly train --resume runs/adain --iterations 200000  # train longer
   torchrun --nproc_per_node 4 -m painterly train --content-dir coco/ --style-dir wikiart/ -o runs/ddp
