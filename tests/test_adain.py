@@ -17,6 +17,7 @@ from painterly.adain import (
     masked_mean_std,
     stylize,
     stylize_batch,
+    supersampled,
 )
 from painterly.bench import psnr
 from painterly.color import match_color
@@ -383,3 +384,20 @@ def test_a_batch_looks_up_each_styles_statistics_once(float32_model, monkeypatch
     looked_up.clear()  # with colour preservation the statistics depend on each content
     stylize_batch(contents, make_stripes(32, 32), preserve_color="match", style_size=None, model=float32_model)
     assert len(looked_up) == 4
+
+
+def test_supersample_paints_larger_and_shrinks_to_the_output_size(float32_model):
+    content, style = make_scene(56, 40), make_stripes(32, 32)
+    kwargs = dict(style_size=None, model=float32_model)
+    plain = stylize(content, style, **kwargs)
+    result = stylize(content, style, supersample=2, masks=[Image.new("L", content.size, 255)], **kwargs)
+    assert result.image.size == content.size and result.metadata()["supersample"] == 2
+    assert plain.metadata()["supersample"] == 1  # a decoder of one's own paints at the output's size
+    # What it does, spelled out: the content at twice the size, painted, then shrunk with Lanczos.
+    large = stylize(supersampled(content, 2), style, supersample=1, **kwargs).image
+    assert large.size == (112, 80)
+    assert np.abs(pixels(result.image) - pixels(large.resize(content.size, Image.Resampling.LANCZOS))).max() <= 1 / 255
+    assert np.abs(pixels(result.image) - pixels(plain.image)).mean() > 0.01  # strokes at another scale
+    with pytest.raises(SettingsError, match="supersample must be between 1 and 4"):
+        stylize(content, style, supersample=0.5, **kwargs)
+

@@ -53,6 +53,7 @@ def test_auto_falls_back_to_the_bundled_pair_offline_and_says_so():
     assert result.metadata()["encoder"] == "random(seed=0)" and result.metadata()["decoder"] == "bundled"
     assert "bundled decoder" in result.weights_note and "PAINTERLY_OFFLINE" in result.weights_note
     assert np.asarray(result.image).std() > 5  # a picture, not a flat field
+    assert result.metadata()["supersample"] == 2 and result.image.size == (64, 48)  # its strokes, finer
 
 
 def test_auto_prefers_the_released_pair_when_it_is_cached():

@@ -132,6 +132,8 @@ def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
                     "1 style weights given for 2 style images")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--alpha", "1.5", *offline_weights),
                     "alpha must be between 0 and 1")
+    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--supersample", "8", *offline_weights),
+                    "supersample must be between 1 and 4")
     one_clear_error(painterly("stylize", photo, "--style", str(tmp_path / "empty"), "-o", out, *offline_weights),
                     "style folder", "has no images")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--mask", b, *offline_weights),

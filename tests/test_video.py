@@ -123,14 +123,18 @@ def test_statistics_are_held_within_a_shot_and_released_at_a_cut():
     assert np.allclose(smooth_statistics(means, stds, radius=0)[0], means)
 
 
-def test_held_content_statistics_equal_measured_ones_give_the_same_image(model):
+@pytest.mark.parametrize("supersample", [1, 1.5])
+def test_held_content_statistics_equal_measured_ones_give_the_same_image(model, supersample):
     content, style = make_scene(40, 32), make_stripes(32, 32)
-    measured = content_statistics([content], model=model)
-    [plain] = stylize_batch([content], style, model=model, style_size=32)
-    [held] = stylize_batch([content], style, model=model, style_size=32, content_statistics=measured)
+    kwargs = dict(model=model, style_size=32, supersample=supersample)
+    measured = content_statistics([content], model=model, supersample=supersample)
+    if supersample != 1:  # measured at the size painted at, which changes them
+        assert not torch.allclose(measured[0][1], content_statistics([content], model=model)[0][1])
+    [plain] = stylize_batch([content], style, **kwargs)
+    [held] = stylize_batch([content], style, content_statistics=measured, **kwargs)
     assert np.abs(np.asarray(plain.image, float) - np.asarray(held.image, float)).max() <= 1
     shifted = [(mean + 1.0, std) for mean, std in measured]
-    [moved] = stylize_batch([content], style, model=model, style_size=32, content_statistics=shifted)
+    [moved] = stylize_batch([content], style, content_statistics=shifted, **kwargs)
     assert np.abs(np.asarray(plain.image, float) - np.asarray(moved.image, float)).mean() > 1
 
 

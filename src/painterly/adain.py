@@ -68,6 +68,9 @@ DEFAULT_TILE_SIZE = 512
 
 
 DEFAULT_STYLE_SIZE = 512
+#: How much larger than the output the bundled decoder paints by default (``supersample``): its
+#: strokes are coarse and soft at 1, and crisp at 2 (docs/offline-decoder.md measures 1 to 3).
+BUNDLED_SUPERSAMPLE = 2.0
 #: Images per network pass by device type. On a CPU, batches ran at fewer images per second than
 #: one at a time (benchmarks/NOTES.md, "Batching"); on a GPU one 512 px image is too little work
 #: to fill it.
@@ -244,6 +247,8 @@ class AdaINModel(nn.Module):
         self._cache_lock = threading.Lock()
         #: Set by :meth:`load` when ``auto`` fell back to the bundled weights: why, for the user.
         self.weights_note: str | None = None
+        #: The ``supersample`` this decoder paints best at, the default of :func:`stylize`.
+        self.supersample = 1.0
         self.eval()
 
     @classmethod
@@ -283,6 +288,8 @@ class AdaINModel(nn.Module):
         net.load_state_dict({key: state[key] for key in net.state_dict()})
         model = cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label, speed=speed)
         model.weights_note = note
+        if str(decoder) == "bundled":
+            model.supersample = BUNDLED_SUPERSAMPLE
         return model
 
     @property
@@ -392,6 +399,10 @@ class StylizeSettings:
                                       help="longer side of the output (default: the content's)")
     style_size: int | None = option(DEFAULT_STYLE_SIZE, minimum=1, metavar="N",
                                     help="longer side the style is read at (default: {default})")
+    supersample: float | None = option(None, minimum=1.0, maximum=4.0, metavar="K",
+                                       help="paint at K times the output's size, then shrink to it: finer, crisper "
+                                       "strokes for K squared the time (default: the decoder's; 2 for the bundled "
+                                       "one, whose strokes are coarse and soft at 1; 1 for the others)")
     tile: bool | str = option("auto", choices=(True, False, "auto"),
                               help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
     tile_size: int = option(DEFAULT_TILE_SIZE, minimum=1, metavar="N",
@@ -625,6 +636,10 @@ def stylize(content: Image.Image, style: Image.Image | Sequence[Image.Image], **
       content's chroma (Gatys et al. 2017). The same modes as :func:`painterly.optimize`.
     - ``content_size``: longer side of the output (None: the content's own size);
       ``style_size``: longer side the style is encoded at (None: its own size).
+    - ``supersample``: paint at this many times the output's size (the content enlarged with
+      Lanczos), then shrink the result to it: the decoder's strokes keep their size in pixels,
+      so they come out finer and crisper, for the square of it in time. None: the model's
+      :attr:`AdaINModel.supersample`, 2 for the bundled decoder and 1 (the paper) otherwise.
     - ``encoder``, ``decoder``: weight names or files (see :meth:`AdaINModel.load`); ``seed``
       seeds ``random`` encoder weights; ``speed``: precision, layout and compilation
       (:class:`SpeedSettings`; default bfloat16 where native); ``model``: an already loaded
@@ -687,22 +702,27 @@ def stylize_batch(
     contents, styles, checked_masks = _sized_inputs(contents, styles, masks, settings)
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
-    tiles, batches = _plan_passes(model, contents, styles, tile=settings.tile, tile_size=settings.tile_size,
+    supersample = settings.supersample or model.supersample
+    painted = [supersampled(content, supersample) for content in contents]
+    tiles, batches = _plan_passes(model, painted, styles, tile=settings.tile, tile_size=settings.tile_size,
                                   tile_overlap=settings.tile_overlap,
                                   batch_size=batch_size or default_batch_size(model.device))
-    total = len(batches) + sum(_tile_count(contents[i].size, t, settings.tile_overlap) for i, t in tiles.items())
-    images = _run_passes(model, contents, styles, checked_masks, weights, settings, tiles, batches,
+    total = len(batches) + sum(_tile_count(painted[i].size, t, settings.tile_overlap) for i, t in tiles.items())
+    images = _run_passes(model, painted, styles, checked_masks, weights, settings, tiles, batches,
                          _Counter(total, callback), content_statistics)
     results = []
     for index, content in enumerate(contents):
         image = images[index]
+        if image.size != content.size:
+            image = image.resize(content.size, Image.Resampling.LANCZOS)
         if settings.preserve_color == "luminance":
             image = with_chroma_of_image(image, content)
         # As done: the weights normalised, whether this content was tiled and at what size.
         # The masks' names (the CLI records their files').
         record = {**settings.to_dict(), "style_weights": weights, "tile": index in tiles,
                   "masks": None if masks is None else [f"mask {i}" for i in range(1, len(masks) + 1)],
-                  "tile_size": tiles.get(index, settings.tile_size), "encoder": model.encoder_label,
+                  "tile_size": tiles.get(index, settings.tile_size), "supersample": supersample,
+                  "encoder": model.encoder_label,
                   "decoder": model.decoder_label, "precision": model.precision}
         results.append(StylizeResult(image, record, seed, model.weights_note))
     return results
@@ -711,6 +731,15 @@ def stylize_batch(
 def _settings_for(settings: StylizeSettings | None, changes: dict[str, Any]) -> StylizeSettings:
     """``settings`` (default: :class:`StylizeSettings`) with ``changes``."""
     return replace(settings or StylizeSettings(), **changes)
+
+
+def supersampled(image: Image.Image, factor: float) -> Image.Image:
+    """``image`` enlarged ``factor`` times (Lanczos), the size :func:`stylize` paints at before
+    shrinking the result back: the decoder's strokes keep their size in pixels, so they come
+    out ``factor`` times finer."""
+    if factor == 1:
+        return image
+    return image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.Resampling.LANCZOS)
 
 
 def _sized_inputs(contents: Sequence[Image.Image], styles: list[Image.Image], masks: Sequence[Image.Image] | None,
@@ -781,16 +810,19 @@ def _run_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Ima
 
 
 def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, content_size: int | None = None,
-                       preserve_color: str = "none", tile: bool | str = "auto", tile_size: int = DEFAULT_TILE_SIZE) -> list[Stats]:
+                       supersample: float | None = None, preserve_color: str = "none", tile: bool | str = "auto",
+                       tile_size: int = DEFAULT_TILE_SIZE) -> list[Stats]:
     """The relu4_1 channel (mean, std) of each content, each (1, C, 1, 1) on the CPU, as
-    :func:`stylize_batch` measures them with the same ``content_size`` and ``preserve_color``
-    (over the padded image; tile by tile past the tile threshold, which gives the same figures)."""
+    :func:`stylize_batch` measures them with the same ``content_size``, ``supersample`` and
+    ``preserve_color`` (over the padded image; tile by tile past the tile threshold, which gives
+    the same figures)."""
     results = []
     with model.speed.running(model.device):
         for content in contents:
             content = content.convert("RGB")
             if content_size is not None:
                 content = resize_longer_side(content, content_size)
+            content = supersampled(content, supersample or model.supersample)
             if preserve_color == "luminance":
                 content = content.convert("L").convert("RGB")
             if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
