@@ -33,6 +33,11 @@ CONTENT, STYLE = "shipwreck.jpg", "starry_night.jpg"
 GALLERY_PHOTOS = ("astronaut.jpg", "chelsea.jpg", "rocket.jpg")
 GALLERY_PAINTINGS = ("starry_night.jpg", "the_scream.jpg", "woman_with_hat_matisse.jpg", "shipwreck.jpg")
 GALLERY_CELL = 160
+#: Longer side of the demo's pictures and of optimisation's gallery cells, unless --size says.
+DEMO_SIZE = 192
+#: AdaIN's gallery cells are painted at the size its quality is measured at (docs/offline-decoder.md),
+#: then shrunk to the cell: one pass costs seconds, not minutes.
+GALLERY_ADAIN_SIZE = 512
 GALLERY_METHODS = ("adain", "optimize")
 
 
@@ -46,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "demo", help="repaint Turner's Shipwreck as Van Gogh's Starry Night (bundled examples)", examples=EXAMPLES
     )
     parser.add_argument("-o", "--output-dir", default="painterly-demo", help="folder for the results (default: painterly-demo)")
-    parser.add_argument("--size", type=positive_int, default=192, help="longer side in pixels (default: 192)")
+    parser.add_argument("--size", type=positive_int,
+                        help=f"longer side in pixels (default: {DEMO_SIZE}; AdaIN's gallery cells {GALLERY_ADAIN_SIZE}, "
+                        "shrunk to fit)")
     parser.add_argument("--iterations", type=positive_int,
                         help="L-BFGS iterations at each scale (default: 100 with pretrained weights; with random "
                         "ones, the random-features profile's)")
@@ -64,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     adain_output = output.with_name(f"{output.stem}_adain.png")
     check_writes([output, adain_output], [example_path(CONTENT), example_path(STYLE)])
     content, style = load_image(example_path(CONTENT)), load_image(example_path(STYLE))
+    size = args.size or DEMO_SIZE
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
         info(note)
@@ -74,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     info(f"optimisation with {'pretrained VGG-19' if pretrained else 'seeded random VGG-19'} weights")
     bar = ScaleProgress(quiet=args.quiet, description="demo")
     try:
-        result = optimize(content, style, size=args.size, iterations=_iterations(args, weights), weights=weights,
+        result = optimize(content, style, size=size, iterations=_iterations(args, weights), weights=weights,
                           seed=args.seed, device=args.device, callback=bar, **extra)
     finally:
         bar.close()
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(device=args.device, seed=args.seed)
     if model.weights_note:
         info(model.weights_note)
-    fast = stylize(content, style, content_size=args.size, style_size=args.size, model=model)
+    fast = stylize(content, style, content_size=size, style_size=size, model=model)
     save_image(fast.image, adain_output, metadata={**fast.metadata(), "content": CONTENT, "style": STYLE, "inputs": inputs})
     info(f"wrote {adain_output} (AdaIN, one pass; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0
@@ -116,7 +124,8 @@ def _gallery_painter(method: str, args: argparse.Namespace) -> tuple[Callable[[I
         model = load_model(device=args.device, seed=args.seed)
         if model.weights_note:
             info(model.weights_note)
-        return (lambda photo, painting: stylize(photo, painting, content_size=args.size, model=model).image,
+        size = args.size or GALLERY_ADAIN_SIZE
+        return (lambda photo, painting: stylize(photo, painting, content_size=size, model=model).image,
                 f"{model.encoder_label} + {model.decoder_label}")
     weights, note = choose_weights("auto", preferred="vgg19", progress=download_bar(args.quiet))
     if note:
@@ -127,7 +136,7 @@ def _gallery_painter(method: str, args: argparse.Namespace) -> tuple[Callable[[I
 def _optimized(args: argparse.Namespace, photo: Image.Image, painting: Image.Image, weights: str) -> Image.Image:
     bar = OptimizationProgress(quiet=args.quiet, description="gallery")
     try:
-        return optimize(photo, painting, size=args.size, iterations=_iterations(args, weights), weights=weights,
+        return optimize(photo, painting, size=args.size or DEMO_SIZE, iterations=_iterations(args, weights), weights=weights,
                         seed=args.seed, device=args.device, callback=bar).image
     finally:
         bar.close()
