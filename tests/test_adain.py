@@ -390,6 +390,7 @@ def test_supersample_paints_larger_and_shrinks_to_the_output_size(float32_model)
     content, style = make_scene(56, 40), make_stripes(32, 32)
     kwargs = dict(style_size=None, model=float32_model)
     plain = stylize(content, style, **kwargs)
+    # A mask over everything paints what no mask paints: masks follow the content to the painted size.
     result = stylize(content, style, supersample=2, masks=[Image.new("L", content.size, 255)], **kwargs)
     assert result.image.size == content.size and result.metadata()["supersample"] == 2
     assert plain.metadata()["supersample"] == 1  # a decoder of one's own paints at the output's size
@@ -400,4 +401,3 @@ def test_supersample_paints_larger_and_shrinks_to_the_output_size(float32_model)
     assert np.abs(pixels(result.image) - pixels(plain.image)).mean() > 0.01  # strokes at another scale
     with pytest.raises(SettingsError, match="supersample must be between 1 and 4"):
         stylize(content, style, supersample=0.5, **kwargs)
-

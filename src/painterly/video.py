@@ -363,8 +363,8 @@ def _held_statistics(source: str | os.PathLike, info: VideoInfo, work: Path, sha
             if index in missing:
                 [(mean, std)] = content_statistics(
                     [Image.fromarray(frame)], model=options["model"], content_size=options.get("content_size"),
-                    supersample=options.get("supersample"), preserve_color=options.get("preserve_color", "none"), tile=options.get("tile", "auto"),
-                    tile_size=options.get("tile_size", 512))
+                    supersample=options.get("supersample"), preserve_color=options.get("preserve_color", "none"),
+                    tile=options.get("tile", "auto"), tile_size=options.get("tile_size", 512))
                 with atomic_path(folder / f"{index:06d}.npy", error=ImageError) as temporary:
                     np.save(temporary, np.stack([mean.flatten().numpy(), std.flatten().numpy()]))
                 done += 1
