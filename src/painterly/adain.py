@@ -737,9 +737,7 @@ def supersampled(image: Image.Image, factor: float) -> Image.Image:
     """``image`` enlarged ``factor`` times (Lanczos), the size :func:`stylize` paints at before
     shrinking the result back: the decoder's strokes keep their size in pixels, so they come
     out ``factor`` times finer."""
-    if factor == 1:
-        return image
-    return image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.Resampling.LANCZOS)
+    return resize_longer_side(image, round(max(image.size) * factor))
 
 
 def _sized_inputs(contents: Sequence[Image.Image], styles: list[Image.Image], masks: Sequence[Image.Image] | None,
