@@ -14,10 +14,11 @@ from painterly.adain import (
     adain,
     blend_styles,
     build_decoder,
-    masked_mean_std,
+    feature_statistics,
     stylize,
     stylize_batch,
     supersampled,
+    symmetric_power,
 )
 from painterly.bench import psnr
 from painterly.color import match_color
@@ -94,10 +95,45 @@ def test_masked_statistics_are_those_of_the_region():
     features = torch.randn(1, 4, 6, 8)
     mask = torch.zeros(1, 1, 6, 8)
     mask[..., :, :3] = 1.0
-    mean, std = masked_mean_std(features, mask)
+    mean, std = feature_statistics(features, mask)
     region = features[..., :, :3]
     assert torch.allclose(mean, region.mean(dim=(2, 3), keepdim=True), atol=1e-6)
     assert torch.allclose(std, (region.var(dim=(2, 3), unbiased=False, keepdim=True) + 1e-5).sqrt(), atol=1e-6)
+    mean, covariance = feature_statistics(features, mask, transform="wct")
+    assert covariance.shape == (1, 4, 4)
+    assert torch.allclose(mean, region.mean(dim=(2, 3), keepdim=True), atol=1e-6)
+    assert torch.allclose(covariance[0], torch.cov(region[0].flatten(1), correction=0), atol=1e-5)
+    with pytest.raises(SettingsError, match="feature transform"):
+        feature_statistics(features, transform="gram")
+
+
+def test_symmetric_power_inverts_and_drops_dead_directions():
+    basis, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64))
+    matrix = basis @ torch.diag(torch.tensor([4.0, 1.0, 0.25, 0.0], dtype=torch.float64)) @ basis.T
+    root = symmetric_power(matrix, 0.5)
+    assert torch.allclose(root @ root, matrix, atol=1e-10)
+    inverse_root = symmetric_power(matrix, -0.5)
+    # A pseudo-inverse: the dead direction gets 0, not 1/sqrt(eps).
+    assert torch.allclose(inverse_root @ matrix @ inverse_root, basis[:, :3] @ basis[:, :3].T, atol=1e-8)
+    assert torch.linalg.matrix_norm(inverse_root, ord=2) < 2.01
+
+
+def test_wct_gives_the_content_the_style_covariance_and_alpha_mixes_linearly():
+    generator = torch.Generator().manual_seed(0)
+    content = torch.randn(1, 3, 20, 20, generator=generator)
+    mixing = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [-0.5, 0.3, 0.4]])
+    style = torch.einsum("cd,ndhw->nchw", mixing, torch.randn(1, 3, 24, 24, generator=generator)) + 2.0
+    content_stats = [feature_statistics(content, transform="wct")]
+    style_stats = [feature_statistics(style, transform="wct")]
+    full = blend_styles(content, content_stats, style_stats, [torch.tensor(1.0)])
+    mean, covariance = feature_statistics(full, transform="wct")
+    assert torch.allclose(mean, style_stats[0][0], atol=1e-4)
+    assert torch.allclose(covariance, style_stats[0][1], atol=1e-4)
+    # AdaIN matches the variances only: the correlations stay the content's.
+    adain_cov = feature_statistics(adain(content, style), transform="wct")[1]
+    assert not torch.allclose(adain_cov, style_stats[0][1], atol=1e-2)
+    half = blend_styles(content, content_stats, style_stats, [torch.tensor(1.0)], alpha=0.25)
+    assert torch.allclose(half, 0.25 * full + 0.75 * content, atol=1e-5)
 
 
 def test_blend_with_one_full_weight_is_adain_and_alpha_mixes_linearly():
@@ -184,17 +220,20 @@ def test_receptive_field_radius_is_the_reach_of_one_changed_pixel():
     assert reach == RECEPTIVE_FIELD_RADIUS == 67 and MIN_TILE_OVERLAP == 136
 
 
-def test_tiles_at_the_smallest_overlap_paint_what_one_pass_paints(float32_model):
+@pytest.mark.parametrize("transform", ["adain", "wct"])
+def test_tiles_at_the_smallest_overlap_paint_what_one_pass_paints(float32_model, transform):
     # The worst case: the smallest tile and overlap the settings allow, columns that share
-    # exactly that overlap (rows share more), and a busy image whose seams would show.
+    # exactly that overlap (rows share more), and a busy image whose seams would show. WCT's
+    # covariance is gathered over the whole image first, as AdaIN's stds are.
     from painterly.adain import MIN_TILE_OVERLAP, MIN_TILE_SIZE
 
     content, style = make_scene(424, 288, seed=3), make_stripes(48, 48)
     rng = np.random.default_rng(0)
     content = Image.fromarray(np.clip(np.asarray(content) + rng.normal(0, 40, (288, 424, 3)), 0, 255).astype(np.uint8))
-    whole = stylize(content, style, style_size=None, model=float32_model, tile=False)
+    whole = stylize(content, style, style_size=None, model=float32_model, tile=False, feature_transform=transform)
     calls = []
-    tiled = stylize(content, style, style_size=None, model=float32_model, tile=True, tile_size=MIN_TILE_SIZE,
+    tiled = stylize(content, style, style_size=None, model=float32_model, feature_transform=transform,
+                    tile=True, tile_size=MIN_TILE_SIZE,
                     tile_overlap=MIN_TILE_OVERLAP, callback=lambda done, total: calls.append((done, total)))
     assert tiled.metadata()["tile"] and calls[-1] == (6 + 4, 6 + 4)  # 2 x 3 statistics tiles, then 2 x 2 tiles
     # Every weighted pixel is one pass's, so only float rounding differs (measured: 0.009% of
@@ -295,7 +334,8 @@ def test_each_style_is_encoded_once(model, monkeypatch):
     assert encoded.count((1, 3, 16, 24)) == 1 and len(encoded) == 4
 
 
-def test_tile_by_tile_statistics_equal_one_pass(model):
+@pytest.mark.parametrize("transform", ["adain", "wct"])
+def test_tile_by_tile_statistics_equal_one_pass(model, transform):
     from painterly.adain import _tiled_statistics, pad_to_multiple
 
     content = np.asarray(make_scene(96, 80))
@@ -303,8 +343,9 @@ def test_tile_by_tile_statistics_equal_one_pass(model):
     mask[:, :40] = 255
     with torch.no_grad():
         features = model.encode(pad_to_multiple(image_to_tensor(Image.fromarray(content))))
-        whole = masked_mean_std(features, torch.from_numpy(mask[::8, ::8] / 255.0).float()[None, None])
-        (tiled,) = _tiled_statistics(model, content, [mask], [1.0], tile_size=64)  # 2 x 2 tiles
+        whole = feature_statistics(features, torch.from_numpy(mask[::8, ::8] / 255.0).float()[None, None],
+                                   transform=transform)
+        (tiled,) = _tiled_statistics(model, content, [mask], [1.0], tile_size=64, transform=transform)  # 2 x 2 tiles
     assert torch.allclose(tiled[0], whole[0], atol=1e-4) and torch.allclose(tiled[1], whole[1], atol=1e-4)
 
 
@@ -377,7 +418,7 @@ def test_compiling_without_a_compiler_is_one_clear_error(tmp_path, monkeypatch):
 def test_a_batch_looks_up_each_styles_statistics_once(float32_model, monkeypatch):
     looked_up = []
     original = float32_model.style_statistics
-    monkeypatch.setattr(float32_model, "style_statistics", lambda style: looked_up.append(1) or original(style))
+    monkeypatch.setattr(float32_model, "style_statistics", lambda style, **kw: looked_up.append(1) or original(style, **kw))
     contents = [make_scene(32, 32, seed=seed) for seed in range(4)]
     stylize_batch(contents, [make_stripes(32, 32), make_scene(24, 24)], batch_size=2, style_size=None, model=float32_model)
     assert len(looked_up) == 2
@@ -401,3 +442,25 @@ def test_supersample_paints_larger_and_shrinks_to_the_output_size(float32_model)
     assert np.abs(pixels(result.image) - pixels(plain.image)).mean() > 0.01  # strokes at another scale
     with pytest.raises(SettingsError, match="supersample must be between 1 and 4"):
         stylize(content, style, supersample=0.5, **kwargs)
+
+
+def test_wct_transfers_the_style_features_covariance_through_the_whole_pipeline(float32_model):
+    content, style = make_scene(48, 40), make_stripes(40, 40)
+    kwargs = dict(style_size=None, model=float32_model)
+    plain = stylize(content, style, **kwargs)
+    assert plain.metadata()["feature_transform"] == "adain"  # a decoder of one's own: the paper's
+    wct = stylize(content, style, feature_transform="wct", **kwargs)
+    assert wct.metadata()["feature_transform"] == "wct" and wct.image.size == content.size
+    assert np.abs(pixels(wct.image) - pixels(plain.image)).mean() > 0.01
+    # What it decodes, spelled out: the content's relu4_1 features with the style's mean and covariance.
+    with float32_model.speed.running(float32_model.device):
+        features = float32_model.encode(image_to_tensor(content))
+        styled = blend_styles(features, [feature_statistics(features, transform="wct")],
+                              [float32_model.style_statistics(image_to_tensor(style), transform="wct")], [torch.tensor(1.0)])
+        expected = tensor_to_image(float32_model.decode(styled))
+    assert np.abs(pixels(wct.image) - pixels(expected)).max() <= 1 / 255
+    # Masks: each region takes its style's covariance; a full mask paints what no mask paints.
+    masked = stylize(content, style, feature_transform="wct", masks=[Image.new("L", content.size, 255)], **kwargs)
+    assert np.abs(pixels(masked.image) - pixels(wct.image)).max() <= 1 / 255
+    with pytest.raises(SettingsError, match="feature_transform"):
+        stylize(content, style, feature_transform="gram", **kwargs)

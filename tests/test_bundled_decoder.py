@@ -54,6 +54,7 @@ def test_auto_falls_back_to_the_bundled_pair_offline_and_says_so():
     assert "bundled decoder" in result.weights_note and "PAINTERLY_OFFLINE" in result.weights_note
     assert np.asarray(result.image).std() > 5  # a picture, not a flat field
     assert result.metadata()["supersample"] == 2 and result.image.size == (64, 48)  # its strokes, finer
+    assert result.metadata()["feature_transform"] == "wct"  # random filters' correlations carry the strokes
 
 
 def test_auto_prefers_the_released_pair_when_it_is_cached():

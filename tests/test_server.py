@@ -249,11 +249,12 @@ def test_stylize_is_offered_and_runs_when_its_weights_are_cached(adain_weights: 
         status = wait(client, response.json()["id"])
         assert status["status"] == "done", status["error"]
         assert status["settings"] == {"size": 40, "preserve_color": "match", "style_weights": [2.0, 1.0], "alpha": 0.5,
-                                      "crop": False}
+                                      "crop": False, "feature_transform": None}  # None: the decoder's
         image = Image.open(io.BytesIO(client.get(status["result_url"]).content))
     assert image.size == (40, 27)
     assert image.text["painterly.method"] == "stylize"
     assert float(image.text["alpha"]) == 0.5 and image.text["preserve_color"] == "match"
+    assert image.text["feature_transform"] == "adain"  # the released decoder's, as the paper
 
 
 def test_cli_serves_and_warns_when_exposed() -> None:

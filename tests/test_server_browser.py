@@ -76,6 +76,16 @@ def test_upload_two_images_paint_cancel_and_download(browser, scene_path: Path, 
         page.click("#cancel")
         page.wait_for_selector("#status:text-matches('^Cancelled after')", timeout=60_000)
         assert page.is_enabled("#run")
+
+        # The fast method offline (the bundled decoder), with its own fields: WCT chosen is what is sent.
+        assert not page.is_visible("#transform-row")
+        page.check("input[name=method][value=stylize]")
+        assert page.is_visible("#transform-row") and not page.is_visible("#iterations-row")
+        page.select_option("#feature_transform", "wct")
+        with page.expect_response(lambda r: r.url.endswith("/api/jobs") and r.request.method == "POST") as posted:
+            page.click("#run")
+        assert posted.value.json()["settings"]["feature_transform"] == "wct"
+        page.wait_for_selector("#status:text-matches('^Done in')", timeout=60_000)
         page.close()
 
     assert download_url.endswith("/result")

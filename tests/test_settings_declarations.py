@@ -60,7 +60,7 @@ def form(**fields: str) -> FormData:
 #: A valid value, as form text, for each studio setting; a new one must be added here.
 EXAMPLE_TEXT = {"method": "stylize", "preset": "d2l", "seed": "7", "tv_weight": "0.5", "iterations": "12",
                 "size": "64", "init": "noise", "preserve_color": "luminance", "style_loss": "histogram",
-                "alpha": "0.25", "style_weights": "1 3", "crop": "true"}
+                "alpha": "0.25", "style_weights": "1 3", "crop": "true", "feature_transform": "wct"}
 
 
 def test_every_studio_setting_is_described_and_parsed_as_declared() -> None:
@@ -82,6 +82,7 @@ def test_every_studio_setting_is_described_and_parsed_as_declared() -> None:
     values = parse_settings(form(**EXAMPLE_TEXT), limits)
     assert values["size"] == 64 and values["alpha"] == 0.25 and values["style_weights"] == (1.0, 3.0)
     assert values["preset"] == "d2l" and values["init"] == "noise" and values["crop"] is True
+    assert values["feature_transform"] == "wct"
     with pytest.raises(SettingsError, match="size 1024 is out of range"):
         parse_settings(form(size="1024"), limits)  # the studio's own limit, below the library's
     with pytest.raises(SettingsError, match="unknown init 'gaussian'"):

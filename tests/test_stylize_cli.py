@@ -168,3 +168,23 @@ def test_video_frame_by_frame_keeps_the_frame_rate(tmp_path, offline_weights, pa
         frames = [frame for frame in reader]
     assert len(frames) == 8 and frames[0].shape == (32, 32, 3)
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mp4") == ["clip.mp4", "styled.mp4"]
+
+
+def test_feature_transform_flag_is_recorded_and_checked(tmp_path, offline_weights, painterly, capsys):
+    make_scene(40, 32).save(tmp_path / "photo.png")
+    make_stripes(32, 32).save(tmp_path / "paint.png")
+    outputs = {}
+    for transform in ("default", "wct"):
+        outputs[transform] = tmp_path / f"{transform}.png"
+        chosen = [] if transform == "default" else ["--feature-transform", transform]
+        result = painterly("stylize", tmp_path / "photo.png", "--style", tmp_path / "paint.png", "-o", outputs[transform],
+                           "--style-size", "32", *chosen, *offline_weights)
+        assert result.returncode == 0, result.stderr
+    assert read_metadata(outputs["default"])["feature_transform"] == "adain"  # a decoder file's default
+    assert read_metadata(outputs["wct"])["feature_transform"] == "wct"
+    with Image.open(outputs["wct"]) as wct, Image.open(outputs["default"]) as adain:
+        assert np.abs(np.asarray(wct, float) - np.asarray(adain, float)).mean() > 1
+    with pytest.raises(SystemExit) as exit:
+        main(["stylize", str(tmp_path / "photo.png"), "--style", str(tmp_path / "paint.png"), "-o", str(tmp_path / "x.png"),
+              "--feature-transform", "gram"])
+    assert exit.value.code == 2 and "--feature-transform: invalid choice: 'gram'" in capsys.readouterr().err

@@ -23,7 +23,7 @@ pytest.importorskip("imageio_ffmpeg", reason="the video extra is not installed")
 pytest.importorskip("cv2", reason="the video extra (opencv-python-headless) is not installed")
 
 from painterly import AdaINModel, SpeedSettings
-from painterly.adain import content_statistics, pad_to_multiple, stylize_batch
+from painterly.adain import StylizeSettings, content_statistics, pad_to_multiple, stylize_batch
 from painterly.cli import main
 from painterly.images import image_to_tensor
 from painterly.losses import channel_mean_std
@@ -121,13 +121,20 @@ def test_statistics_are_held_within_a_shot_and_released_at_a_cut():
     assert np.allclose(held_stds, 1.0)
     # A window of one frame gives each frame its own statistics back.
     assert np.allclose(smooth_statistics(means, stds, radius=0)[0], means)
+    # WCT's covariances: averaged over the same windows, the cut found from their diagonals.
+    covariances = np.stack([np.diag(s**2) + 0.1 * t for t, s in enumerate(stds)])
+    held_means_too, held_covariances = smooth_statistics(means, covariances, radius=2)
+    assert np.allclose(held_means_too, held_means)
+    assert np.allclose(held_covariances[0], np.eye(4) + 0.1, atol=1e-6)  # frames 0, 1, 2: 0.1 t averages to 0.1
+    assert np.allclose(held_covariances[6], np.eye(4) + 0.7, atol=1e-6)  # frames 6, 7, 8 only: after the cut
 
 
-@pytest.mark.parametrize("supersample", [1, 1.5])
-def test_held_content_statistics_equal_measured_ones_give_the_same_image(model, supersample):
+@pytest.mark.parametrize("supersample, transform", [(1, "adain"), (1.5, "adain"), (1, "wct")])
+def test_held_content_statistics_equal_measured_ones_give_the_same_image(model, supersample, transform):
     content, style = make_scene(40, 32), make_stripes(32, 32)
-    kwargs = dict(model=model, style_size=32, supersample=supersample)
-    measured = content_statistics([content], model=model, supersample=supersample)
+    kwargs = dict(model=model, style_size=32, supersample=supersample, feature_transform=transform)
+    measured = content_statistics([content], model=model, supersample=supersample, feature_transform=transform)
+    assert measured[0][1].shape == ((1, 512, 512) if transform == "wct" else (1, 512, 1, 1))
     if supersample != 1:  # measured at the size painted at, which changes them
         assert not torch.allclose(measured[0][1], content_statistics([content], model=model)[0][1])
     [plain] = stylize_batch([content], style, **kwargs)
@@ -136,6 +143,20 @@ def test_held_content_statistics_equal_measured_ones_give_the_same_image(model, 
     shifted = [(mean + 1.0, std) for mean, std in measured]
     [moved] = stylize_batch([content], style, content_statistics=shifted, **kwargs)
     assert np.abs(np.asarray(plain.image, float) - np.asarray(moved.image, float)).mean() > 1
+
+
+@pytest.mark.parametrize("transform", ["adain", "wct"])
+def test_holding_a_still_shots_statistics_changes_nothing(tmp_path, model, transform):
+    # Every frame of a still shot has the same statistics (up to the clip's compression), so
+    # holding them steady paints what each frame's own paint; settings may come as an object.
+    clip = write_clip(tmp_path / "still.mp4", [np.asarray(make_scene(40, 32))] * 4)
+    style, settings = make_stripes(32, 32), StylizeSettings(style_size=32, feature_transform=transform)
+    own = stylize_video(clip, tmp_path / "own.mp4", style, model=model, settings=settings)
+    held = stylize_video(clip, tmp_path / "held.mp4", style, model=model, settings=settings, hold_statistics=True)
+    assert read_video_metadata(tmp_path / "held.mp4")["feature_transform"] == transform
+    for a, b in zip(read_frames(tmp_path / "own.mp4"), read_frames(tmp_path / "held.mp4"), strict=True):
+        assert np.abs(a.astype(float) - b.astype(float)).mean() < 1.5
+    assert own.frames == held.frames == 4
 
 
 def style_distance(model: AdaINModel, path: Path, style: Image.Image) -> float:

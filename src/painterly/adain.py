@@ -12,6 +12,12 @@ values in [0, 1]; where masks overlap by more than 1 they are scaled to sum 1). 
 
 where mu_k(x), sigma_k(x) are the content's statistics inside region k (weighted by m_k; for a
 constant map, the whole image), and finally t <- alpha t + (1 - alpha) x.
+
+``feature_transform="wct"`` swaps AdaIN for the whitening and colouring transform of Li et al.
+(NeurIPS 2017) at the same layer and with the same decoder: sigma(s_k) (x - mu_k(x)) / sigma_k(x)
+becomes Sigma(s_k)^(1/2) Sigma_k(x)^(-1/2) (x - mu_k(x)), so the channels' correlations are
+transferred too, not only each channel's mean and std. The paper pairs WCT with decoders of its
+own at five layers; painterly uses it at relu4_1 only, with the AdaIN-trained decoder.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from .device import resolve_device
 from .encoder import LAYER_NAMES, ReflectionPad2d, VGG19Encoder, encoder_fingerprint, load_encoder
 from .errors import SettingsError, WeightsError
 from .images import check_masks, check_min_side, image_to_tensor, resize_longer_side, tensor_to_image
-from .losses import channel_mean_std, normalized_weights
+from .losses import channel_mean_std, masked_channel_mean_std, normalized_weights
 from .memory import MemoryPlan, plan_memory
 from .options import check_options, from_record, option
 from .speed import ADAIN_SPEED, SpeedSettings, resolve_precision
@@ -68,6 +74,11 @@ DEFAULT_TILE_SIZE = 512
 
 
 DEFAULT_STYLE_SIZE = 512
+#: How the content's relu4_1 features take the style's statistics (``feature_transform``).
+FEATURE_TRANSFORMS = ("adain", "wct")
+#: The bundled decoder's default transform: with random filters a channel's mean and std say
+#: little beyond colour, and the correlations carry the strokes (docs/offline-decoder.md).
+BUNDLED_FEATURE_TRANSFORM = "wct"
 #: How much larger than the output the bundled decoder paints by default (``supersample``): its
 #: strokes are coarse and soft at 1, and crisp at 2 (docs/offline-decoder.md measures 1 to 3).
 BUNDLED_SUPERSAMPLE = 2.0
@@ -86,6 +97,7 @@ def default_batch_size(device: torch.device) -> int:
     """:data:`DEFAULT_BATCH_SIZES` for ``device`` (1 for kinds not measured)."""
     return DEFAULT_BATCH_SIZES.get(device.type, 1)
 
+#: (mean, spread) of features: see :func:`feature_statistics`.
 Stats = tuple[torch.Tensor, torch.Tensor]
 TileProgress = Callable[[int, int], None]
 """Tile progress: called with (tiles done, tiles in all)."""
@@ -109,19 +121,64 @@ def adain(content_features: torch.Tensor, style_features: torch.Tensor, *, eps: 
     return style_std * (content_features - content_mean) / content_std + style_mean
 
 
-def masked_mean_std(features: torch.Tensor, mask: torch.Tensor, *, eps: float = 1e-5) -> Stats:
-    """Channel mean and std of ``features`` (N, C, H, W) weighted by ``mask`` (N or 1, 1, H, W).
+def feature_statistics(features: torch.Tensor, mask: torch.Tensor | None = None, *, transform: str = "adain",
+                       eps: float = 1e-5) -> Stats:
+    """Per sample, the statistics of ``features`` (N, C, H, W) that ``transform`` transfers,
+    weighted by ``mask`` ((N or 1, 1, H, W); None: all ones): the channel mean mu (N, C, 1, 1)
+    and a spread, the std sigma (N, C, 1, 1) for ``adain``, the covariance Sigma (N, C, C) for ``wct``:
 
-    mu = sum(m x) / sum(m), sigma = sqrt(sum(m (x - mu)^2) / sum(m) + eps); a mask of ones gives
-    :func:`painterly.losses.channel_mean_std`. An empty mask gives the statistics of nothing:
-    mean 0, std sqrt(eps) (harmless, since its region then receives no weight).
+        mu = sum(m x) / sum(m),  sigma^2 = sum(m (x - mu)^2) / sum(m) + eps,
+        Sigma = sum(m (x - mu)(x - mu)^T) / sum(m)
+
+    (biased, as instance normalisation; Sigma's tiny eigenvalues are dropped where it is used,
+    :func:`symmetric_power`). The adain pair is :func:`painterly.losses.channel_mean_std` or
+    :func:`painterly.losses.masked_channel_mean_std`. An empty mask gives the statistics of
+    nothing, harmless since its region then receives no weight.
     """
+    if _check_transform(transform) == "adain":
+        return channel_mean_std(features, eps=eps) if mask is None else masked_channel_mean_std(features, mask, eps=eps)
+    if mask is None:
+        mask = torch.ones_like(features[:, :1])
     if features.dim() != 4 or mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[2:] != features.shape[2:]:
         raise ValueError(f"mask {tuple(mask.shape)} does not fit features {tuple(features.shape)}")
     total = mask.sum(dim=(2, 3), keepdim=True).clamp_min(1e-12)
     mean = (features * mask).sum(dim=(2, 3), keepdim=True) / total
-    var = ((features - mean) ** 2 * mask).sum(dim=(2, 3), keepdim=True) / total
-    return mean, (var + eps).sqrt()
+    centred = (features - mean).flatten(2)
+    return mean, (centred * mask.flatten(2)) @ centred.transpose(1, 2) / total.flatten(1).unsqueeze(-1)
+
+
+def _check_transform(transform: str) -> str:
+    if transform not in FEATURE_TRANSFORMS:
+        raise SettingsError(f"feature transform must be one of {', '.join(FEATURE_TRANSFORMS)}, got {transform!r}")
+    return transform
+
+
+def symmetric_power(matrix: torch.Tensor, power: float, *, eps: float = 1e-5) -> torch.Tensor:
+    """``matrix`` (..., C, C), symmetric positive semi-definite, raised to ``power`` through its
+    eigendecomposition (in float64). Directions with eigenvalue at most ``eps`` are dropped
+    (given 0), as Li et al.'s WCT does: random encoders have dead channels, whose whitening
+    would otherwise amplify rounding noise by 1/sqrt(eps)."""
+    if matrix.dim() < 2 or matrix.shape[-1] != matrix.shape[-2]:
+        raise ValueError(f"expected square matrices, got {tuple(matrix.shape)}")
+    values, vectors = torch.linalg.eigh(matrix.double())
+    scaled = torch.where(values > eps, values.clamp_min(eps) ** power, torch.zeros_like(values))
+    return ((vectors * scaled.unsqueeze(-2)) @ vectors.transpose(-1, -2)).to(matrix.dtype)
+
+
+def _normalised(features: torch.Tensor, stats: Stats) -> torch.Tensor:
+    """The content's features with its statistics removed: (x - mu) / sigma, or Sigma^(-1/2) (x - mu)."""
+    mean, spread = stats
+    if spread.dim() == 4:
+        return (features - mean) / spread
+    return (symmetric_power(spread, -0.5) @ (features - mean).flatten(2)).view_as(features)
+
+
+def _styled(normalised: torch.Tensor, stats: Stats) -> torch.Tensor:
+    """Normalised features given a style's statistics: sigma z + mu, or Sigma^(1/2) z + mu."""
+    mean, spread = stats
+    if spread.dim() == 4:
+        return spread * normalised + mean
+    return (symmetric_power(spread, 0.5) @ normalised.flatten(2)).view_as(normalised) + mean
 
 
 def blend_styles(
@@ -132,14 +189,16 @@ def blend_styles(
     *,
     alpha: float = 1.0,
 ) -> torch.Tensor:
-    """The module docstring's t: each style's AdaIN with its own content statistics, mixed by
-    ``maps`` (each (1, 1, H, W) or broadcastable), then the alpha trade-off with ``features``."""
+    """The module docstring's t: each style's transfer with its own content statistics, mixed by
+    ``maps`` (each (1, 1, H, W) or broadcastable), then the alpha trade-off with ``features``.
+    Statistics are :func:`feature_statistics` pairs, all of one transform: AdaIN's stds or WCT's
+    covariances, whose transfer is Sigma_s^(1/2) Sigma_x^(-1/2) (x - mu_x) + mu_s."""
     if not len(content_stats) == len(style_stats) == len(maps):
         raise ValueError("one content statistic, style statistic and map per style needed")
     coverage = sum(maps)
     result = (1 - coverage) * features
-    for (c_mean, c_std), (s_mean, s_std), weight in zip(content_stats, style_stats, maps):
-        result = result + weight * (s_std * (features - c_mean) / c_std + s_mean)
+    for content, style, weight in zip(content_stats, style_stats, maps):
+        result = result + weight * _styled(_normalised(features, content), style)
     return alpha * result + (1 - alpha) * features
 
 
@@ -247,8 +306,10 @@ class AdaINModel(nn.Module):
         self._cache_lock = threading.Lock()
         #: Set by :meth:`load` when ``auto`` fell back to the bundled weights: why, for the user.
         self.weights_note: str | None = None
-        #: The ``supersample`` this decoder paints best at, the default of :func:`stylize`.
+        #: The ``supersample`` and ``feature_transform`` this decoder paints best with, the
+        #: defaults of :func:`stylize`.
         self.supersample = 1.0
+        self.feature_transform = "adain"
         self.eval()
 
     @classmethod
@@ -289,7 +350,7 @@ class AdaINModel(nn.Module):
         model = cls(vgg, net.to(device), encoder_label=encoder_label, decoder_label=decoder_label, speed=speed)
         model.weights_note = note
         if str(decoder) == "bundled":
-            model.supersample = BUNDLED_SUPERSAMPLE
+            model.supersample, model.feature_transform = BUNDLED_SUPERSAMPLE, BUNDLED_FEATURE_TRANSFORM
         return model
 
     @property
@@ -309,15 +370,15 @@ class AdaINModel(nn.Module):
         """The image (float32, not clamped) for relu4_1 features."""
         return self.decoder(self.speed.input(features)).float()
 
-    def style_statistics(self, style: torch.Tensor) -> Stats:
-        """Channel mean and std of the style's features, cached by the style's pixels."""
-        key = hashlib.sha1(style.detach().cpu().numpy().tobytes()).hexdigest() + str(tuple(style.shape))
+    def style_statistics(self, style: torch.Tensor, *, transform: str = "adain") -> Stats:
+        """The style's :func:`feature_statistics` for ``transform``, cached by the style's pixels."""
+        key = hashlib.sha1(style.detach().cpu().numpy().tobytes()).hexdigest() + str(tuple(style.shape)) + transform
         with self._cache_lock:  # a shared model (the web studio's) serves several threads
             if key in self._style_cache:
                 self._style_cache.move_to_end(key)
                 return self._style_cache[key]
         with self.speed.running(self.device):
-            stats = channel_mean_std(self.encode(pad_to_multiple(style.to(self.device))))
+            stats = feature_statistics(self.encode(pad_to_multiple(style.to(self.device))), transform=transform)
         with self._cache_lock:
             self._style_cache[key] = stats
             if len(self._style_cache) > self._style_cache_size:
@@ -403,6 +464,11 @@ class StylizeSettings:
                                        help="paint at K times the output's size, then shrink to it: finer, crisper "
                                        "strokes for K squared the time (default: the decoder's; 2 for the bundled "
                                        "one, whose strokes are coarse and soft at 1; 1 for the others)")
+    feature_transform: str | None = option(
+        None, choices=FEATURE_TRANSFORMS, studio=True,
+        help="how the content's features take the style's: adain, each channel's mean and std (Huang and Belongie "
+        "2017); wct, also the channels' correlations (whitening and colouring, Li et al. 2017) (default: the "
+        "decoder's; wct for the bundled one, adain for the others)")
     tile: bool | str = option("auto", choices=(True, False, "auto"),
                               help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
     tile_size: int = option(DEFAULT_TILE_SIZE, minimum=1, metavar="N",
@@ -500,11 +566,13 @@ def _statistics_core(tile_size: int) -> int:
 
 
 def _tiled_statistics(model: AdaINModel, padded: np.ndarray, mask_arrays: list[np.ndarray] | None,
-                      weights: list[float], tile_size: int, step: Callable[[], None] = lambda: None) -> list[Stats]:
-    """Each style region's content statistics over the whole padded image at full size, one
-    tile at a time. Each tile is encoded with :data:`STATISTICS_MARGIN` pixels of context and
-    only its core's features are summed (sum m, sum m x, sum m x^2, in float64), so the result
-    equals one pass over the whole image. ``step`` is called after every tile."""
+                      weights: list[float], tile_size: int, step: Callable[[], None] = lambda: None, *,
+                      transform: str = "adain") -> list[Stats]:
+    """Each style region's content statistics (:func:`feature_statistics` for ``transform``)
+    over the whole padded image at full size, one tile at a time. Each tile is encoded with
+    :data:`STATISTICS_MARGIN` pixels of context and only its core's features are summed (sum m,
+    sum m x, sum m x^2 or sum m x x^T, in float64), so the result equals one pass over the
+    whole image. ``step`` is called after every tile."""
     full_h, full_w = padded.shape[:2]
     margin, core = STATISTICS_MARGIN, _statistics_core(tile_size)
     regions = len(weights) if mask_arrays else 1
@@ -525,14 +593,22 @@ def _tiled_statistics(model: AdaINModel, padded: np.ndarray, mask_arrays: list[n
             for region, weight in zip(sums, maps):
                 region[0] += weight.sum()
                 region[1] += (weight * features).sum(dim=(2, 3), keepdim=True)
-                region[2] += (weight * features * features).sum(dim=(2, 3), keepdim=True)
+                if transform == "adain":
+                    region[2] += (weight * features * features).sum(dim=(2, 3), keepdim=True)
+                else:
+                    flat = features.flatten(2)
+                    region[2] += (weight.flatten(2) * flat) @ flat.transpose(1, 2)
             step()
     stats = []
     for total, first, second in sums:
         total = max(float(total), 1e-12)
         mean = first / total
-        var = (second / total - mean * mean).clamp_min(0)
-        stats.append((mean.float(), (var + 1e-5).sqrt().float()))
+        if transform == "adain":
+            var = (second / total - mean * mean).clamp_min(0)
+            stats.append((mean.float(), (var + 1e-5).sqrt().float()))
+        else:
+            centre = mean.flatten(2)
+            stats.append((mean.float(), (second / total - centre @ centre.transpose(1, 2)).float()))
     return stats if mask_arrays else stats * len(weights)
 
 
@@ -578,8 +654,8 @@ def _tile_count(size: tuple[int, int], tile_size: int, overlap: int) -> int:
 
 def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[Stats], masks: list[Image.Image] | None,
                    weights: list[float], alpha: float, tile_size: int, overlap: int,
-                   step: Callable[[], None], held: Stats | None = None) -> Image.Image:
-    """Gather the content's statistics (:func:`_tiled_statistics`), then stylise overlapping
+                   step: Callable[[], None], held: Stats | None = None, *, transform: str = "adain") -> Image.Image:
+    """Gather the content's statistics (:func:`_tiled_statistics` for ``transform``), then stylise overlapping
     tiles of the padded content and blend them, one row of tiles at a time: finished rows go
     straight to the uint8 output, so besides the input and output images only one band of
     tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all).
@@ -592,7 +668,7 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
     rows, columns = _tile_grid(content.size, tile_size, overlap)
     if held is None:
-        content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step)
+        content_stats = _tiled_statistics(model, padded, mask_arrays, weights, tile_size, step, transform=transform)
     else:
         content_stats = [held] * len(weights)
         for _ in range(math.ceil(full_h / _statistics_core(tile_size)) * math.ceil(full_w / _statistics_core(tile_size))):
@@ -640,6 +716,9 @@ def stylize(content: Image.Image, style: Image.Image | Sequence[Image.Image], **
       Lanczos), then shrink the result to it: the decoder's strokes keep their size in pixels,
       so they come out finer and crisper, for the square of it in time. None: the model's
       :attr:`AdaINModel.supersample`, 2 for the bundled decoder and 1 (the paper) otherwise.
+    - ``feature_transform``: ``adain`` gives the content's features each style channel's mean
+      and std; ``wct``, their covariance too (see the module docstring). None: the model's
+      :attr:`AdaINModel.feature_transform`, ``wct`` for the bundled decoder, ``adain`` otherwise.
     - ``encoder``, ``decoder``: weight names or files (see :meth:`AdaINModel.load`); ``seed``
       seeds ``random`` encoder weights; ``speed``: precision, layout and compilation
       (:class:`SpeedSettings`; default bfloat16 where native); ``model``: an already loaded
@@ -702,8 +781,10 @@ def stylize_batch(
     contents, styles, checked_masks = _sized_inputs(contents, styles, masks, settings)
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
-    supersample = settings.supersample or model.supersample
-    painted = [supersampled(content, supersample) for content in contents]
+    # The decoder's defaults, resolved here so that every output records the values used.
+    settings = replace(settings, supersample=settings.supersample or model.supersample,
+                       feature_transform=settings.feature_transform or model.feature_transform)
+    painted = [supersampled(content, settings.supersample) for content in contents]
     tiles, batches = _plan_passes(model, painted, styles, tile=settings.tile, tile_size=settings.tile_size,
                                   tile_overlap=settings.tile_overlap,
                                   batch_size=batch_size or default_batch_size(model.device))
@@ -721,7 +802,7 @@ def stylize_batch(
         # The masks' names (the CLI records their files').
         record = {**settings.to_dict(), "style_weights": weights, "tile": index in tiles,
                   "masks": None if masks is None else [f"mask {i}" for i in range(1, len(masks) + 1)],
-                  "tile_size": tiles.get(index, settings.tile_size), "supersample": supersample,
+                  "tile_size": tiles.get(index, settings.tile_size),
                   "encoder": model.encoder_label,
                   "decoder": model.decoder_label, "precision": model.precision}
         results.append(StylizeResult(image, record, seed, model.weights_note))
@@ -786,10 +867,12 @@ def _run_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Ima
     with model.speed.running(model.device):
         style_tensors = [image_to_tensor(s.convert("RGB")).to(model.device) for s in styles]
         # Without colour preservation every content sees the same statistics: look them up once.
-        shared = [model.style_statistics(s) for s in style_tensors] if preserve_color == "none" else None
+        transform = settings.feature_transform
+        shared = [model.style_statistics(s, transform=transform) for s in style_tensors] if preserve_color == "none" else None
 
         def statistics_for(index: int) -> list[Stats]:
-            return shared if shared is not None else _style_statistics(model, contents[index], style_tensors, preserve_color)
+            return shared if shared is not None else _style_statistics(model, contents[index], style_tensors,
+                                                                       preserve_color, transform)
 
         # Luminance-only transfer runs the network on the grey content (Pillow's L is BT.601
         # luma, as color.luminance) and gives the result the content's chroma back at the end.
@@ -797,23 +880,25 @@ def _run_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Ima
         for index, size in tiles.items():
             images[index] = _stylize_tiles(model, net_contents[index], statistics_for(index), masks, weights,
                                            settings.alpha, size, settings.tile_overlap, step,
-                                           None if held is None else held[index])
+                                           None if held is None else held[index], transform=transform)
         for indices in batches:
             outputs = _stylize_together(model, [net_contents[i] for i in indices], [statistics_for(i) for i in indices],
                                         masks, weights, settings.alpha,
-                                        None if held is None else [held[i] for i in indices])
+                                        None if held is None else [held[i] for i in indices], transform=transform)
             images.update(zip(indices, outputs))
             step()
     return images
 
 
 def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, content_size: int | None = None,
-                       supersample: float | None = None, preserve_color: str = "none", tile: bool | str = "auto",
+                       supersample: float | None = None, feature_transform: str | None = None,
+                       preserve_color: str = "none", tile: bool | str = "auto",
                        tile_size: int = DEFAULT_TILE_SIZE) -> list[Stats]:
-    """The relu4_1 channel (mean, std) of each content, each (1, C, 1, 1) on the CPU, as
-    :func:`stylize_batch` measures them with the same ``content_size``, ``supersample`` and
-    ``preserve_color`` (over the padded image; tile by tile past the tile threshold, which gives
-    the same figures)."""
+    """The relu4_1 :func:`feature_statistics` of each content (batch of one, on the CPU), as
+    :func:`stylize_batch` measures them with the same ``content_size``, ``supersample``,
+    ``feature_transform`` and ``preserve_color`` (over the padded image; tile by tile past the
+    tile threshold, which gives the same figures)."""
+    transform = feature_transform or model.feature_transform
     results = []
     with model.speed.running(model.device):
         for content in contents:
@@ -826,9 +911,10 @@ def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, co
             if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
                 padded = np.pad(np.asarray(content), ((0, (-content.height) % DOWNSAMPLING),
                                                       (0, (-content.width) % DOWNSAMPLING), (0, 0)), mode="reflect")
-                [stats] = _tiled_statistics(model, padded, None, [1.0], tile_size)
+                [stats] = _tiled_statistics(model, padded, None, [1.0], tile_size, transform=transform)
             else:
-                stats = channel_mean_std(model.encode(pad_to_multiple(image_to_tensor(content).to(model.device))))
+                stats = feature_statistics(model.encode(pad_to_multiple(image_to_tensor(content).to(model.device))),
+                                           transform=transform)
             results.append((stats[0].float().cpu(), stats[1].float().cpu()))
     return results
 
@@ -868,20 +954,21 @@ def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Im
     return tiles, batches
 
 
-def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torch.Tensor], preserve_color: str) -> list[Stats]:
+def _style_statistics(model: AdaINModel, content: Image.Image, styles: list[torch.Tensor], preserve_color: str,
+                      transform: str) -> list[Stats]:
     """Each style's feature statistics as ``content`` sees them under ``preserve_color``: the
     styles first take the content's colours (the model caches by the recoloured pixels)."""
     # A downscaled copy is enough for colour statistics: a huge content is never held in float.
     reference = image_to_tensor(_colour_reference(content)).to(model.device)
     _, styles = prepare_colors(reference, styles, preserve_color)
-    return [model.style_statistics(s) for s in styles]
+    return [model.style_statistics(s, transform=transform) for s in styles]
 
 
 def _stylize_together(model: AdaINModel, contents: list[Image.Image], style_stats: list[list[Stats]],
                       masks: list[Image.Image] | None, weights: list[float], alpha: float,
-                      held: list[Stats] | None = None) -> list[Image.Image]:
+                      held: list[Stats] | None = None, *, transform: str = "adain") -> list[Image.Image]:
     """One pass of the networks over same-size ``contents``; ``style_stats[i]`` holds content
-    i's statistics of every style. Statistics are per image, so a batch equals single passes.
+    i's statistics of every style (for ``transform``). Statistics are per image, so a batch equals single passes.
     ``held``: content i's statistics given in advance (not with masks)."""
     width, height = contents[0].size
     padded = pad_to_multiple(torch.cat([image_to_tensor(c) for c in contents]).to(model.device))
@@ -891,13 +978,13 @@ def _stylize_together(model: AdaINModel, contents: list[Image.Image], style_stat
     if held is not None:
         content_stats = [(torch.cat([m for m, _ in held]).to(model.device), torch.cat([s for _, s in held]).to(model.device))] * len(weights)
     elif masks is None:
-        content_stats = [channel_mean_std(features)] * len(weights)
+        content_stats = [feature_statistics(features, transform=transform)] * len(weights)
     else:
-        content_stats = [masked_mean_std(features, m) for m in maps]
-    # Per style: the batch's means and stds stacked along the batch, (N, C, 1, 1) each.
+        content_stats = [feature_statistics(features, m, transform=transform) for m in maps]
+    # Per style: the batch's means and spreads stacked along the batch.
     stacked = []
     for k in range(len(weights)):
-        means, stds = zip(*(per_image[k] for per_image in style_stats))
-        stacked.append((torch.cat(means), torch.cat(stds)))
+        means, spreads = zip(*(per_image[k] for per_image in style_stats))
+        stacked.append((torch.cat(means), torch.cat(spreads)))
     decoded = model.decode(blend_styles(features, content_stats, stacked, maps, alpha=alpha))
     return [tensor_to_image(image[:, :height, :width].cpu()) for image in decoded]

@@ -141,25 +141,31 @@ def _as_float(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame.astype(np.float32)
 
 
-def smooth_statistics(means: np.ndarray, stds: np.ndarray, *, radius: int = 4,
+def smooth_statistics(means: np.ndarray, spreads: np.ndarray, *, radius: int = 4,
                       cut_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Hold a shot's content statistics steady: each frame's channel means and stds (T, C)
-    replaced by their average over the frames within ``radius`` of it in the same shot.
+    """Hold a shot's content statistics steady: each frame's channel means (T, C) and spreads,
+    stds (T, C) or covariances (T, C, C), replaced by their average over the frames within
+    ``radius`` of it in the same shot.
 
     A shot ends where a frame's means move by more than ``cut_threshold`` of the previous
     frame's stds on average over the channels. A centred window has no lag, which it can
     afford because every frame's statistics are known before any frame is stylised.
     """
-    means, stds = np.asarray(means, np.float64), np.asarray(stds, np.float64)
+    means, spreads = np.asarray(means, np.float64), np.asarray(spreads)
+    # Covariances give the stds AdaIN would use (with its eps, as dead channels have none).
+    stds = spreads if spreads.ndim == 2 else np.sqrt(np.diagonal(spreads, axis1=1, axis2=2).clip(0) + 1e-5)
     jumps = np.abs(means[1:] - means[:-1]) / stds[:-1]
     shot = np.concatenate([[0], np.cumsum(jumps.mean(axis=1) > cut_threshold)])
-    smoothed_means, smoothed_stds = np.empty_like(means), np.empty_like(stds)
+    smoothed_means, smoothed_spreads = np.empty_like(means), np.empty(spreads.shape, np.float32)
     for t in range(len(means)):
         window = [u for u in range(max(0, t - radius), min(len(means), t + radius + 1)) if shot[u] == shot[t]]
         smoothed_means[t] = means[window].mean(axis=0)
-        # Average the variances, not the stds: the window's pooled spread.
-        smoothed_stds[t] = np.sqrt((stds[window] ** 2).mean(axis=0))
-    return smoothed_means.astype(np.float32), smoothed_stds.astype(np.float32)
+        # Average the variances (or covariances), not the stds: the window's pooled spread.
+        if spreads.ndim == 2:
+            smoothed_spreads[t] = np.sqrt((spreads[window].astype(np.float64) ** 2).mean(axis=0))
+        else:
+            smoothed_spreads[t] = spreads[window].mean(axis=0, dtype=np.float64)
+    return smoothed_means.astype(np.float32), smoothed_spreads
 
 
 class TemporalFilter:

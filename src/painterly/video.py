@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -349,30 +349,39 @@ def _report(progress: VideoProgress | None, stage: str, done: int, total: int) -
 def _held_statistics(source: str | os.PathLike, info: VideoInfo, work: Path, shard: Shard, options: dict[str, Any],
                      progress: VideoProgress | None) -> list[tuple[Any, Any]]:
     """Every frame's content statistics (this rank's share measured and kept in the work
-    folder), smoothed within shots: one (mean, std) per frame for :func:`stylize_batch`."""
+    folder), smoothed within shots: one (mean, spread) per frame for :func:`stylize_batch`.
+    WCT's spreads are covariances, 1 MB a frame in the work folder and in memory."""
     import torch
 
-    from .adain import content_statistics
+    from .adain import StylizeSettings, content_statistics
 
+    names = {item.name for item in fields(StylizeSettings)}
+    settings = replace(options.get("settings") or StylizeSettings(),
+                       **{key: value for key, value in options.items() if key in names})
     folder, chunk = work / "statistics", shard.chunk(info.frames)
-    missing = [index for index in chunk if not (folder / f"{index:06d}.npy").exists()]
+    missing = [index for index in chunk if not (folder / f"{index:06d}.npz").exists()]
     done = len(chunk) - len(missing)
     _report(progress, "statistics", done, len(chunk))
     if missing:
         for index, frame in zip(chunk, read_frames(source, start=chunk.start, stop=chunk.stop, info=info)):
             if index in missing:
-                [(mean, std)] = content_statistics(
-                    [Image.fromarray(frame)], model=options["model"], content_size=options.get("content_size"),
-                    supersample=options.get("supersample"), preserve_color=options.get("preserve_color", "none"),
-                    tile=options.get("tile", "auto"), tile_size=options.get("tile_size", 512))
-                with atomic_path(folder / f"{index:06d}.npy", error=ImageError) as temporary:
-                    np.save(temporary, np.stack([mean.flatten().numpy(), std.flatten().numpy()]))
+                [(mean, spread)] = content_statistics(
+                    [Image.fromarray(frame)], model=options["model"], content_size=settings.content_size,
+                    supersample=settings.supersample, feature_transform=settings.feature_transform,
+                    preserve_color=settings.preserve_color, tile=settings.tile, tile_size=settings.tile_size)
+                with atomic_path(folder / f"{index:06d}.npz", error=ImageError) as temporary:
+                    with open(temporary, "wb") as file:
+                        np.savez(file, mean=mean.flatten().numpy(),
+                                 spread=spread.flatten().numpy() if spread.dim() == 4 else spread[0].numpy())
                 done += 1
                 _report(progress, "statistics", done, len(chunk))
     shard.barrier()
-    measured = np.stack([np.load(folder / f"{index:06d}.npy") for index in range(info.frames)])
-    means, stds = smooth_statistics(measured[:, 0], measured[:, 1], radius=HOLD_RADIUS)
-    return [(torch.from_numpy(m).view(1, -1, 1, 1), torch.from_numpy(s).view(1, -1, 1, 1)) for m, s in zip(means, stds)]
+    measured = [np.load(folder / f"{index:06d}.npz") for index in range(info.frames)]
+    means, spreads = smooth_statistics(np.stack([m["mean"] for m in measured]), np.stack([m["spread"] for m in measured]),
+                                       radius=HOLD_RADIUS)
+    return [(torch.from_numpy(m).view(1, -1, 1, 1),
+             torch.from_numpy(s).view(1, -1, 1, 1) if s.ndim == 1 else torch.from_numpy(s).unsqueeze(0))
+            for m, s in zip(means, spreads)]
 
 
 def _stylise_frames(source: str | os.PathLike, info: VideoInfo, work: Path, shard: Shard, styles: list[Image.Image],

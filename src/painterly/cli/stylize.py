@@ -42,6 +42,7 @@ EXAMPLES = """\
   painterly stylize photo.jpg --style a.jpg -o out.png --alpha 0.6 --preserve-color --content-size 1024
   painterly stylize photo.jpg --style a.jpg -o out.png --preserve-color luminance
   painterly stylize photo.jpg --style a.jpg -o out.png --supersample 3   # paint at 3x, shrink: finer strokes, 9x the time
+  painterly stylize photo.jpg --style a.jpg -o out.png --feature-transform wct   # the style's feature covariance, not only stds
   painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384 --tile-overlap 136
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4             # needs pip install 'painterly[video]'
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4 --temporal       # steady over time: flow-guided blending
