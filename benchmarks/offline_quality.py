@@ -170,11 +170,12 @@ VARIANTS: dict[str, dict] = {
     "gram-w1+avg": {**CALIBRATED, "content_weight": 100.0, "style_weight": 100.0, "style_loss": "gram", "pooling": "avg"},
     "profile-content300": {"content_weight": 300.0},
     "profile": {},
-    # AdaIN, one pass, with the bundled decoder for the seeded random encoder (painterly.stylize),
-    # at its default supersample (2) and painted at 1 and 3 times the output's size.
+    # One pass, with the bundled decoder for the seeded random encoder (painterly.stylize), at its
+    # defaults (supersample 2, WCT); painted at 1 and 3 times the output's size; with AdaIN's transform.
     "adain-bundled": {"method": "adain"},
     "adain-bundled-x1": {"method": "adain", "supersample": 1},
     "adain-bundled-x3": {"method": "adain", "supersample": 3},
+    "adain-bundled-adain": {"method": "adain", "feature_transform": "adain"},
 }
 
 

@@ -432,7 +432,7 @@ def choose_adain_weights(
             return "bundled", "bundled", (
                 f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
                 "for seeded random encoder weights, an early one: the photo whole in the painting's "
-                "palette, not yet its brushwork (docs/offline-decoder.md); optimize paints offline"
+                "palette and marks, not yet its motifs (docs/offline-decoder.md); optimize paints offline"
             )
         return "adain", "adain", None
     if decoder == "auto":
