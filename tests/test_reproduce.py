@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 import painterly
 from painterly.gatys import GatysSettings, get_preset
-from painterly.images import read_metadata
+from painterly.images import read_metadata, save_image
 from painterly.server import Limits, create_app
 
 from conftest import make_scene, make_stripes
@@ -87,6 +87,25 @@ def test_stylize_output_reproduces(tmp_path, pictures, painterly_cli):
     # In Python: painterly.reproduce gives the image and how it compares.
     again = painterly.reproduce(out)
     assert again.identical and again.inputs["content"] == [photo]
+
+
+def test_an_output_from_before_supersample_and_wct_reproduces_as_it_was_made(tmp_path, pictures, painterly_cli):
+    # Older versions painted the bundled decoder at 1x with AdaIN's transform and recorded neither;
+    # today's defaults for it (2x, WCT) must not change such an output's pixels.
+    photo, paint = pictures
+    out = tmp_path / "old.png"
+    made = painterly_cli("stylize", photo, "--style", paint, "-o", out, "--style-size", "32", "--encoder", "bundled",
+                         "--decoder", "bundled", "--supersample", "1", "--feature-transform", "adain", "--quiet")
+    assert made.returncode == 0, made.stderr
+    metadata = read_metadata(out)
+    old = {key: value for key, value in metadata.items() if key not in ("supersample", "feature_transform")}
+    with Image.open(out) as image:
+        save_image(image.copy(), out, metadata=old)
+    assert "feature_transform" not in read_metadata(out)
+    again = painterly.reproduce(out)
+    assert again.identical
+    today = painterly.stylize(Image.open(photo), Image.open(paint), style_size=32, encoder="bundled", decoder="bundled")
+    assert not np.array_equal(np.asarray(today.image), pixels(out))  # the defaults did change
 
 
 def test_sweep_output_reproduces(tmp_path, pictures, painterly_cli):

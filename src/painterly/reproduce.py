@@ -254,13 +254,19 @@ def _optimize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device:
     return merge_alpha(result.image, alpha)
 
 
+#: What ``stylize`` did before these settings were added: outputs of older versions lack them.
+STYLIZE_SETTINGS_BEFORE_THEY_EXISTED = {"supersample": 1.0, "feature_transform": "adain"}
+
+
 def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: Any, callback: Any) -> Image.Image:
     masks = _images(found, "mask")
     seed = _label_seed(metadata["encoder"], int(metadata.get("seed", 0)))
     encoder, decoder = _adain_specs(metadata, found)
     studio = metadata.get("painterly.source") == "studio"
     # As done: the tiling the output records, and no weights beside masks (they were normalised).
-    settings = StylizeSettings.from_dict({**metadata, "tile": bool(metadata.get("tile", False)),
+    # An output made before a setting existed was painted as without it, whatever today's default.
+    settings = StylizeSettings.from_dict({**STYLIZE_SETTINGS_BEFORE_THEY_EXISTED, **metadata,
+                                          "tile": bool(metadata.get("tile", False)),
                                           "style_weights": None if masks else metadata.get("style_weights")})
     result = stylize(
         load_image(found["content"][0], reduce_to=_reduce_to(metadata, found, settings.content_size)),
