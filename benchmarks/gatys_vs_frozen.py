@@ -5,9 +5,8 @@ Usage: python benchmarks/gatys_vs_frozen.py OPTIMIZER SIZE REPEATS   (e.g. lbfgs
 The three runs take turns, iteration by iteration, from the same start (painterly.bench.time_calls); the
 naive run of `painterly bench` is left out because it costs minutes per iteration at 512 px on a CPU.
 """
-import json, sys, torch
+import sys, torch
 torch.set_num_threads(2)
-from painterly import bench
 from painterly.bench import BenchConfig, time_calls
 from painterly.bench.suite import _GatysRun, _prepared, frozen_reference, gatys_bench_settings
 from painterly.encoder import deepest_layer, load_encoder

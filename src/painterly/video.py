@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -353,11 +353,11 @@ def _held_statistics(source: str | os.PathLike, info: VideoInfo, work: Path, sha
     WCT's spreads are covariances, 1 MB a frame in the work folder and in memory."""
     import torch
 
-    from .adain import StylizeSettings, content_statistics
+    from .adain import StylizeSettings, _settings_for, content_statistics
 
+    # The settings stylize_batch will use: the settings object, changed by keywords that are fields.
     names = {item.name for item in fields(StylizeSettings)}
-    settings = replace(options.get("settings") or StylizeSettings(),
-                       **{key: value for key, value in options.items() if key in names})
+    settings = _settings_for(options.get("settings"), {key: value for key, value in options.items() if key in names})
     folder, chunk = work / "statistics", shard.chunk(info.frames)
     missing = [index for index in chunk if not (folder / f"{index:06d}.npz").exists()]
     done = len(chunk) - len(missing)
