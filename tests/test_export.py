@@ -38,3 +38,14 @@ def test_export_refuses_other_file_names(tmp_path):
     model = AdaINModel.load(encoder="random", decoder=write_decoder(tmp_path / "decoder.pth"))
     with pytest.raises(SettingsError, match=r"\.onnx"):
         export_onnx(model, tmp_path / "adain.pt")
+
+
+def test_exporting_the_bundled_decoder_says_what_the_graph_leaves_out(tmp_path, capsys):
+    from painterly.cli import main
+
+    assert main(["export", "-o", str(tmp_path / "bundled.onnx"), "--encoder", "bundled", "--decoder", "bundled"]) == 0
+    said = capsys.readouterr().err
+    assert "stylize paints this decoder at 2x with wct" in said and (tmp_path / "bundled.onnx").stat().st_size > 1e6
+    assert main(["export", "-o", str(tmp_path / "mine.onnx"), "--encoder", "random",
+                 "--decoder", str(write_decoder(tmp_path / "decoder.pth"))]) == 0
+    assert "stylize paints" not in capsys.readouterr().err  # the graph is all a decoder of one's own needs
