@@ -781,9 +781,7 @@ def stylize_batch(
     contents, styles, checked_masks = _sized_inputs(contents, styles, masks, settings)
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
-    # The decoder's defaults, resolved here so that every output records the values used.
-    settings = replace(settings, supersample=settings.supersample or model.supersample,
-                       feature_transform=settings.feature_transform or model.feature_transform)
+    settings = _with_decoder_defaults(settings, model)
     painted = [supersampled(content, settings.supersample) for content in contents]
     tiles, batches = _plan_passes(model, painted, styles, tile=settings.tile, tile_size=settings.tile_size,
                                   tile_overlap=settings.tile_overlap,
@@ -812,6 +810,13 @@ def stylize_batch(
 def _settings_for(settings: StylizeSettings | None, changes: dict[str, Any]) -> StylizeSettings:
     """``settings`` (default: :class:`StylizeSettings`) with ``changes``."""
     return replace(settings or StylizeSettings(), **changes)
+
+
+def _with_decoder_defaults(settings: StylizeSettings, model: AdaINModel) -> StylizeSettings:
+    """``settings`` with the model's ``supersample`` and ``feature_transform`` where they are
+    None, resolved once so that every output records the values used."""
+    return replace(settings, supersample=settings.supersample or model.supersample,
+                   feature_transform=settings.feature_transform or model.feature_transform)
 
 
 def supersampled(image: Image.Image, factor: float) -> Image.Image:
@@ -890,28 +895,28 @@ def _run_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Ima
     return images
 
 
-def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, content_size: int | None = None,
-                       supersample: float | None = None, feature_transform: str | None = None,
-                       preserve_color: str = "none", tile: bool | str = "auto",
-                       tile_size: int = DEFAULT_TILE_SIZE) -> list[Stats]:
+def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, settings: StylizeSettings | None = None,
+                       **changes: Any) -> list[Stats]:
     """The relu4_1 :func:`feature_statistics` of each content (batch of one, on the CPU), as
-    :func:`stylize_batch` measures them with the same ``content_size``, ``supersample``,
-    ``feature_transform`` and ``preserve_color`` (over the padded image; tile by tile past the
-    tile threshold, which gives the same figures)."""
-    transform = feature_transform or model.feature_transform
+    :func:`stylize_batch` measures them with the same settings (``changes`` are fields, as
+    there; ``content_size``, ``supersample``, ``feature_transform``, ``preserve_color`` and the
+    tiling count), over the padded image; tile by tile past the tile threshold, which gives the
+    same figures."""
+    settings = _with_decoder_defaults(_settings_for(settings, changes), model)
     results = []
     with model.speed.running(model.device):
         for content in contents:
             content = content.convert("RGB")
-            if content_size is not None:
-                content = resize_longer_side(content, content_size)
-            content = supersampled(content, supersample or model.supersample)
-            if preserve_color == "luminance":
+            if settings.content_size is not None:
+                content = resize_longer_side(content, settings.content_size)
+            content = supersampled(content, settings.supersample)
+            if settings.preserve_color == "luminance":
                 content = content.convert("L").convert("RGB")
-            if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
+            transform = settings.feature_transform
+            if (content.width * content.height > AUTO_TILE_PIXELS) if settings.tile == "auto" else settings.tile:
                 padded = np.pad(np.asarray(content), ((0, (-content.height) % DOWNSAMPLING),
                                                       (0, (-content.width) % DOWNSAMPLING), (0, 0)), mode="reflect")
-                [stats] = _tiled_statistics(model, padded, None, [1.0], tile_size, transform=transform)
+                [stats] = _tiled_statistics(model, padded, None, [1.0], settings.tile_size, transform=transform)
             else:
                 stats = feature_statistics(model.encode(pad_to_multiple(image_to_tensor(content).to(model.device))),
                                            transform=transform)

@@ -353,11 +353,11 @@ def _held_statistics(source: str | os.PathLike, info: VideoInfo, work: Path, sha
     WCT's spreads are covariances, 1 MB a frame in the work folder and in memory."""
     import torch
 
-    from .adain import StylizeSettings, _settings_for, content_statistics
+    from .adain import StylizeSettings, content_statistics
 
-    # The settings stylize_batch will use: the settings object, changed by keywords that are fields.
+    # What stylize_batch will be given: a settings object, and keywords that change its fields.
     names = {item.name for item in fields(StylizeSettings)}
-    settings = _settings_for(options.get("settings"), {key: value for key, value in options.items() if key in names})
+    changes = {key: value for key, value in options.items() if key in names}
     folder, chunk = work / "statistics", shard.chunk(info.frames)
     missing = [index for index in chunk if not (folder / f"{index:06d}.npz").exists()]
     done = len(chunk) - len(missing)
@@ -365,10 +365,8 @@ def _held_statistics(source: str | os.PathLike, info: VideoInfo, work: Path, sha
     if missing:
         for index, frame in zip(chunk, read_frames(source, start=chunk.start, stop=chunk.stop, info=info)):
             if index in missing:
-                [(mean, spread)] = content_statistics(
-                    [Image.fromarray(frame)], model=options["model"], content_size=settings.content_size,
-                    supersample=settings.supersample, feature_transform=settings.feature_transform,
-                    preserve_color=settings.preserve_color, tile=settings.tile, tile_size=settings.tile_size)
+                [(mean, spread)] = content_statistics([Image.fromarray(frame)], model=options["model"],
+                                                      settings=options.get("settings"), **changes)
                 with atomic_path(folder / f"{index:06d}.npz", error=ImageError) as temporary:
                     with open(temporary, "wb") as file:
                         np.savez(file, mean=mean.flatten().numpy(),
