@@ -211,7 +211,7 @@ REGISTRY: dict[str, WeightSet] = {
 #: package (half precision) so that AdaIN runs with nothing downloaded. docs/offline-decoder.md
 #: says how it was trained and on what; ``tools/offline_decoder.py`` rebuilds it.
 BUNDLED_DECODER_PATH = Path(__file__).parent / "bundled" / "decoder-random0.pth"
-BUNDLED_DECODER_SHA256 = "551cca49fa6c398e64fd849065bda977de130cbcf6d9ed7b76461b58a6e5bc1e"
+BUNDLED_DECODER_SHA256 = "49be8a6d1500bee194cbb3f88d0d541e9e88ec3ab0c321208cf2294eb3104616"
 BUNDLED_ENCODER_SEED = 0
 
 
