@@ -529,9 +529,15 @@ def _mask_array(mask: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """A mask (L) at ``size`` as uint8, reflect-padded to a multiple of 8 like the content."""
     if mask.size != size:
         mask = mask.resize(size, Image.Resampling.BILINEAR)
-    array = np.asarray(mask)
-    height, width = array.shape
-    return np.pad(array, ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING)), mode="reflect")
+    return _reflect_padded(np.asarray(mask))
+
+
+def _reflect_padded(array: np.ndarray) -> np.ndarray:
+    """An image array (H, W) or (H, W, C) reflect-padded at the bottom and right to multiples of
+    :data:`DOWNSAMPLING`, as :func:`pad_to_multiple` pads tensors."""
+    height, width = array.shape[:2]
+    rows_and_columns = ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING))
+    return np.pad(array, rows_and_columns + ((0, 0),) * (array.ndim - 2), mode="reflect")
 
 
 def _maps(masks: list[np.ndarray] | None, weights: list[float], box: tuple[int, int, int, int],
@@ -661,8 +667,7 @@ def _stylize_tiles(model: AdaINModel, content: Image.Image, style_stats: list[St
     tile_size rows is held in float. ``step`` is called after every tile (:func:`_tile_count` in all).
     ``held``: content statistics given in advance (then the statistics tiles are counted as done)."""
     width, height = content.size
-    padded = np.pad(np.asarray(content), ((0, (-height) % DOWNSAMPLING), (0, (-width) % DOWNSAMPLING), (0, 0)),
-                    mode="reflect")
+    padded = _reflect_padded(np.asarray(content))
     mask_arrays = [_mask_array(m, content.size) for m in masks] if masks else None
     full_h, full_w = padded.shape[:2]
     tile_h, tile_w = min(tile_size, full_h), min(tile_size, full_w)
@@ -912,16 +917,20 @@ def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, se
             content = supersampled(content, settings.supersample)
             if settings.preserve_color == "luminance":
                 content = content.convert("L").convert("RGB")
-            transform = settings.feature_transform
-            if (content.width * content.height > AUTO_TILE_PIXELS) if settings.tile == "auto" else settings.tile:
-                padded = np.pad(np.asarray(content), ((0, (-content.height) % DOWNSAMPLING),
-                                                      (0, (-content.width) % DOWNSAMPLING), (0, 0)), mode="reflect")
-                [stats] = _tiled_statistics(model, padded, None, [1.0], settings.tile_size, transform=transform)
+            if _tiled_by_choice(content, settings.tile):
+                [stats] = _tiled_statistics(model, _reflect_padded(np.asarray(content)), None, [1.0], settings.tile_size,
+                                            transform=settings.feature_transform)
             else:
                 stats = feature_statistics(model.encode(pad_to_multiple(image_to_tensor(content).to(model.device))),
-                                           transform=transform)
+                                           transform=settings.feature_transform)
             results.append((stats[0].float().cpu(), stats[1].float().cpu()))
     return results
+
+
+def _tiled_by_choice(content: Image.Image, tile: bool | str) -> bool:
+    """Whether ``tile`` (True, False or "auto") tiles ``content`` whatever the memory: auto
+    tiles past :data:`AUTO_TILE_PIXELS`."""
+    return content.width * content.height > AUTO_TILE_PIXELS if tile == "auto" else bool(tile)
 
 
 def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Image.Image], *, tile: bool | str,
@@ -938,7 +947,7 @@ def _plan_passes(model: AdaINModel, contents: list[Image.Image], styles: list[Im
     tiles: dict[int, int] = {}
     groups: dict[tuple[int, int], list[int]] = {}
     for index, content in enumerate(contents):
-        if (content.width * content.height > AUTO_TILE_PIXELS) if tile == "auto" else tile:
+        if _tiled_by_choice(content, tile):
             tiles[index] = tile_size
             continue
         fits = plan(*content.size)
