@@ -431,8 +431,8 @@ def choose_adain_weights(
         except WeightsError as error:
             return "bundled", "bundled", (
                 f"released AdaIN weights unavailable ({error}); using painterly's bundled decoder "
-                "for seeded random encoder weights, an early one: the photo whole in the painting's "
-                "palette and marks, not yet its motifs (docs/offline-decoder.md); optimize paints offline"
+                "for seeded random encoder weights: the photo in the painting's palette and brushwork "
+                "(docs/offline-decoder.md)"
             )
         return "adain", "adain", None
     if decoder == "auto":

@@ -101,8 +101,7 @@ def methods_available(*, encoder: str = "auto", decoder: str = "auto") -> dict[s
             reason = None
         elif bundled:
             reason = ("the released AdaIN weights are not cached: painterly's bundled decoder for random weights "
-                      "runs instead, an early one: the photo whole in the painting's palette and marks, not "
-                      "yet its motifs; optimisation paints offline")
+                      "runs instead: the photo in the painting's palette and brushwork")
         else:
             reason = "neither the released AdaIN weights nor the bundled decoder are installed: run painterly stylize once"
     else:
