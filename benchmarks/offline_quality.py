@@ -54,6 +54,12 @@ PAIRS = {
                 ("astronaut", "contrast_of_forms.jpg"), ("rocket", "en_campo_gris.jpg")],
     "heldout-a": [("chelsea", "en_campo_gris.jpg"), ("coffee", "contrast_of_forms.jpg")],
     "heldout-b": [("astronaut", "contrast_of_forms.jpg"), ("rocket", "en_campo_gris.jpg")],
+    # the content-depth study (2026-12-01): tuning pairs plus the held-out pair the first profile failed on,
+    # then paintings no optimisation setting was tuned on (mondrian, shipwreck) and contrast_of_forms
+    "depths": [("chelsea", "starry_night.jpg"), ("coffee", "woman_with_hat_matisse.jpg"), ("coffee", "the_scream.jpg"),
+               ("rocket", "starry_night.jpg"), ("chelsea", "en_campo_gris.jpg")],
+    "depths-unseen": [("rocket", "mondrian.jpg"), ("chelsea", "shipwreck.jpg"), ("astronaut", "contrast_of_forms.jpg"),
+                      ("coffee", "contrast_of_forms.jpg")],
     # for the bundled AdaIN decoder: photos and paintings it never saw in training (coffee it did)
     "heldout-adain": [("chelsea", "en_campo_gris.jpg"), ("rocket", "contrast_of_forms.jpg"),
                       ("astronaut", "contrast_of_forms.jpg"), ("astronaut", "en_campo_gris.jpg")],
@@ -169,6 +175,10 @@ VARIANTS: dict[str, dict] = {
     "hist-w1+avg": {**CALIBRATED, "content_weight": 100.0, "style_weight": 100.0, "style_loss": "histogram", "pooling": "avg"},
     "gram-w1+avg": {**CALIBRATED, "content_weight": 100.0, "style_weight": 100.0, "style_loss": "gram", "pooling": "avg"},
     "profile-content300": {"content_weight": 300.0},
+    # The first profile (content relu4_2 only, style 100) and the alternatives to the second's relu3_1.
+    "first-profile": {"content_layers": ("relu4_2",), "style_weight": 100.0},
+    "content-relu2_2": {"content_layers": ("relu2_2", "relu4_2")},
+    "depths-histogram": {"style_loss": "histogram"},
     "profile": {},
     # One pass, with the bundled decoder for the seeded random encoder (painterly.stylize), at its
     # defaults (supersample 2, WCT); painted at 1 and 3 times the output's size; with AdaIN's transform.

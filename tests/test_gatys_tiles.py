@@ -93,7 +93,9 @@ def test_tiled_loss_and_gradient_equal_one_pass(flavour, masked):
 
 #: The random-features profile's settings (mean-std of calibrated layers, average pooling, no
 #: TV, init content) on the truncated network.
-PROFILE = SETTINGS.updated(**{key: value for key, value in RANDOM_FEATURE_SETTINGS.items() if key != "iterations"})
+# Two content layers as the profile has, within the truncated encoder.
+PROFILE = SETTINGS.updated(**{key: value for key, value in RANDOM_FEATURE_SETTINGS.items()
+                              if key not in ("iterations", "content_layers")}, content_layers=("relu2_2", "relu3_1"))
 
 
 @pytest.mark.parametrize("settings, masked", [

@@ -75,12 +75,15 @@ def test_random_weights_get_the_profile_and_record_it():
     result = optimize(content, style, iterations=1, **small)
     assert result.profile == profiles.RANDOM_FEATURES and result.metadata()["profile"] == profiles.RANDOM_FEATURES
     for key, value in profiles.RANDOM_FEATURE_SETTINGS.items():
-        if key not in ("iterations", "iterations_per_scale", "scales", "start_size"):
+        if key not in ("iterations", "iterations_per_scale", "scales", "start_size", *small):
             assert getattr(result.settings, key) == value, key
     plain = optimize(content, style, iterations=1, profile="none", **small)
     assert plain.profile is None and plain.metadata()["profile"] is None
     recipe = get_preset("gatys2016")
     assert (plain.settings.init, plain.settings.tv_weight) == (recipe.init, recipe.tv_weight)  # the recipe's values
+    assert result.settings.content_layers == small["content_layers"]  # the caller's, not the profile's
+    own_layers = optimize(content, style, iterations=1, **{k: v for k, v in small.items() if k != "content_layers"})
+    assert own_layers.settings.content_layers == profiles.RANDOM_FEATURE_SETTINGS["content_layers"]
     mine = optimize(content, style, iterations=1, tv_weight=0.25, **small)
     assert mine.profile == profiles.RANDOM_FEATURES and mine.settings.tv_weight == 0.25
     # A settings object built by the caller is used as given.
