@@ -170,13 +170,15 @@ def test_demo_gallery_of_one_method_writes_that_sheet_only_and_names_its_weights
 
 
 def test_demo_runs_offline(tmp_path):
-    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--size", "48", "--iterations", "3", "--quiet")
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--iterations", "3", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "seeded random" in result.stderr and "bundled decoder" in result.stderr
     assert "random-features profile" in result.stderr
     output = tmp_path / "demo" / "shipwreck_starry_night.png"
     assert output.is_file()
-    assert (tmp_path / "demo" / "shipwreck_starry_night_adain.png").is_file()  # AdaIN runs offline too
+    adain = tmp_path / "demo" / "shipwreck_starry_night_adain.png"  # AdaIN runs offline too
+    # Each method at its own default size: the bundled decoder paints blotches at optimisation's.
+    assert max(Image.open(output).size) == 192 and max(Image.open(adain).size) == 512
     # The demo has no settings of its own for random weights: the library's profile decides.
     metadata = read_metadata(output)
     assert metadata["profile"] == "random-features" and metadata["iterations"] == 3
