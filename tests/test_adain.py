@@ -19,6 +19,7 @@ from painterly.adain import (
     stylize_batch,
     supersampled,
     symmetric_power,
+    with_margin,
 )
 from painterly.bench import psnr
 from painterly.color import match_color
@@ -442,6 +443,38 @@ def test_supersample_paints_larger_and_shrinks_to_the_output_size(float32_model)
     assert np.abs(pixels(result.image) - pixels(plain.image)).mean() > 0.01  # strokes at another scale
     with pytest.raises(SettingsError, match="supersample must be between 1 and 4"):
         stylize(content, style, supersample=0.5, **kwargs)
+
+
+def test_with_margin_reflects_the_image_past_each_edge():
+    image = make_scene(12, 10)
+    padded = with_margin(image, 3)
+    assert padded.size == (18, 16) and padded.mode == "RGB"
+    inner, original = pixels(padded)[3:13, 3:15], pixels(image)
+    assert np.array_equal(inner, original)
+    assert np.array_equal(pixels(padded)[3:13, 0], original[:, 3])  # column 0 mirrors column 3 about column 0
+    assert np.array_equal(pixels(padded)[0, 3:15], original[3])
+    assert with_margin(Image.new("L", (4, 4), 9), 6).size == (16, 16)  # wider than the image: reflected again
+    assert with_margin(image, 0) is image
+
+
+def test_a_margin_paints_the_reflected_content_and_crops_it_off(float32_model):
+    """The decoder's own padding draws a frame along the borders; with a margin the network
+    sees more picture there instead, and the output is the margin's painting, cropped."""
+    content, style = make_scene(48, 40), make_stripes(32, 32)
+    kwargs = dict(style_size=None, model=float32_model)
+    plain = stylize(content, style, **kwargs)
+    assert plain.metadata()["margin"] == 0  # a decoder of one's own: the paper's, no margin
+    result = stylize(content, style, margin=8, **kwargs)
+    assert result.image.size == content.size and result.metadata()["margin"] == 8
+    by_hand = stylize(with_margin(content, 8), style, **kwargs).image.crop((8, 8, 56, 48))
+    assert np.abs(pixels(result.image) - pixels(by_hand)).max() <= 1 / 255
+    assert np.abs(pixels(result.image) - pixels(plain.image)).mean() > 0.01  # all of 48 px is within reach of a border
+    # Masks are reflected with the content: one over everything paints what no mask paints.
+    masked = stylize(content, style, margin=8, supersample=2, masks=[Image.new("L", content.size, 255)], **kwargs)
+    unmasked = stylize(content, style, margin=8, supersample=2, **kwargs)
+    assert np.abs(pixels(masked.image) - pixels(unmasked.image)).max() <= 1 / 255
+    with pytest.raises(SettingsError, match="margin"):
+        stylize(content, style, margin=-1, **kwargs)
 
 
 def test_wct_transfers_the_style_features_covariance_through_the_whole_pipeline(float32_model):

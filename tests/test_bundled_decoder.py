@@ -55,6 +55,7 @@ def test_auto_falls_back_to_the_bundled_pair_offline_and_says_so():
     assert np.asarray(result.image).std() > 5  # a picture, not a flat field
     assert result.metadata()["supersample"] == 2 and result.image.size == (64, 48)  # its strokes, finer
     assert result.metadata()["feature_transform"] == "wct"  # random filters' correlations carry the strokes
+    assert result.metadata()["margin"] == 32  # no frame along the borders
 
 
 def test_auto_prefers_the_released_pair_when_it_is_cached():

@@ -89,16 +89,16 @@ def test_stylize_output_reproduces(tmp_path, pictures, painterly_cli):
     assert again.identical and again.inputs["content"] == [photo]
 
 
-def test_an_output_from_before_supersample_and_wct_reproduces_as_it_was_made(tmp_path, pictures, painterly_cli):
-    # Older versions painted the bundled decoder at 1x with AdaIN's transform and recorded neither;
-    # today's defaults for it (2x, WCT) must not change such an output's pixels.
+def test_an_output_from_before_supersample_wct_and_margin_reproduces_as_it_was_made(tmp_path, pictures, painterly_cli):
+    # Older versions painted the bundled decoder at 1x with AdaIN's transform and no margin, and
+    # recorded none of them; today's defaults for it (2x, WCT, 32 px) must not change such an output's pixels.
     photo, paint = pictures
     out = tmp_path / "old.png"
     made = painterly_cli("stylize", photo, "--style", paint, "-o", out, "--style-size", "32", "--encoder", "bundled",
-                         "--decoder", "bundled", "--supersample", "1", "--feature-transform", "adain", "--quiet")
+                         "--decoder", "bundled", "--supersample", "1", "--feature-transform", "adain", "--margin", "0", "--quiet")
     assert made.returncode == 0, made.stderr
     metadata = read_metadata(out)
-    old = {key: value for key, value in metadata.items() if key not in ("supersample", "feature_transform")}
+    old = {key: value for key, value in metadata.items() if key not in ("supersample", "feature_transform", "margin")}
     with Image.open(out) as image:
         save_image(image.copy(), out, metadata=old)
     assert "feature_transform" not in read_metadata(out)

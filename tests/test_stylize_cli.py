@@ -134,6 +134,8 @@ def test_bad_settings_are_one_clear_error(tmp_path, offline_weights, painterly):
                     "alpha must be between 0 and 1")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--supersample", "8", *offline_weights),
                     "supersample must be between 1 and 4")
+    one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--margin", "-8", *offline_weights),
+                    "margin must be at least 0")
     one_clear_error(painterly("stylize", photo, "--style", str(tmp_path / "empty"), "-o", out, *offline_weights),
                     "style folder", "has no images")
     one_clear_error(painterly("stylize", photo, "--style", a, "-o", out, "--mask", b, *offline_weights),

@@ -129,13 +129,15 @@ def test_statistics_are_held_within_a_shot_and_released_at_a_cut():
     assert np.allclose(held_covariances[6], np.eye(4) + 0.7, atol=1e-6)  # frames 6, 7, 8 only: after the cut
 
 
-@pytest.mark.parametrize("supersample, transform", [(1, "adain"), (1.5, "adain"), (1, "wct")])
-def test_held_content_statistics_equal_measured_ones_give_the_same_image(model, supersample, transform):
+@pytest.mark.parametrize("supersample, transform, margin", [(1, "adain", 0), (1.5, "adain", 0), (1, "wct", 0),
+                                                       (1, "adain", 16)])
+def test_held_content_statistics_equal_measured_ones_give_the_same_image(model, supersample, transform, margin):
     content, style = make_scene(40, 32), make_stripes(32, 32)
-    kwargs = dict(model=model, style_size=32, supersample=supersample, feature_transform=transform)
-    measured = content_statistics([content], model=model, supersample=supersample, feature_transform=transform)
+    kwargs = dict(model=model, style_size=32, supersample=supersample, feature_transform=transform, margin=margin)
+    measured = content_statistics([content], model=model, supersample=supersample, feature_transform=transform,
+                                  margin=margin)
     assert measured[0][1].shape == ((1, 512, 512) if transform == "wct" else (1, 512, 1, 1))
-    if supersample != 1:  # measured at the size painted at, which changes them
+    if supersample != 1 or margin:  # measured at the size painted at, with its margin, which changes them
         assert not torch.allclose(measured[0][1], content_statistics([content], model=model)[0][1])
     [plain] = stylize_batch([content], style, **kwargs)
     [held] = stylize_batch([content], style, content_statistics=measured, **kwargs)

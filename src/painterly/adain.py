@@ -82,6 +82,10 @@ BUNDLED_FEATURE_TRANSFORM = "wct"
 #: How much larger than the output the bundled decoder paints by default (``supersample``): its
 #: strokes are coarse and soft at 1, and crisp at 2 (docs/offline-decoder.md measures 1 to 3).
 BUNDLED_SUPERSAMPLE = 2.0
+#: How far past each edge the bundled decoder paints the content reflected (``margin``, pixels at
+#: the painting's size), cropped off after: without it a light or dark frame lines the borders,
+#: and 32 px was the least that removed it (docs/offline-decoder.md).
+BUNDLED_MARGIN = 32
 #: Images per network pass by device type. On a CPU, batches ran at fewer images per second than
 #: one at a time (benchmarks/NOTES.md, "Batching"); on a GPU one 512 px image is too little work
 #: to fill it.
@@ -306,10 +310,11 @@ class AdaINModel(nn.Module):
         self._cache_lock = threading.Lock()
         #: Set by :meth:`load` when ``auto`` fell back to the bundled weights: why, for the user.
         self.weights_note: str | None = None
-        #: The ``supersample`` and ``feature_transform`` this decoder paints best with, the
-        #: defaults of :func:`stylize`.
+        #: The ``supersample``, ``feature_transform`` and ``margin`` this decoder paints best
+        #: with, the defaults of :func:`stylize`.
         self.supersample = 1.0
         self.feature_transform = "adain"
+        self.margin = 0
         self.eval()
 
     @classmethod
@@ -351,6 +356,7 @@ class AdaINModel(nn.Module):
         model.weights_note = note
         if str(decoder) == "bundled":
             model.supersample, model.feature_transform = BUNDLED_SUPERSAMPLE, BUNDLED_FEATURE_TRANSFORM
+            model.margin = BUNDLED_MARGIN
         return model
 
     @property
@@ -469,6 +475,10 @@ class StylizeSettings:
         help="how the content's features take the style's: adain, each channel's mean and std (Huang and Belongie "
         "2017); wct, also the channels' correlations (whitening and colouring, Li et al. 2017) (default: the "
         "decoder's; wct for the bundled one, adain for the others)")
+    margin: int | None = option(None, minimum=0, metavar="PX",
+                                help="paint the content reflected this many pixels past each edge (at the painting's "
+                                "size), then crop them off: no frame along the borders (default: the decoder's; "
+                                f"{BUNDLED_MARGIN} for the bundled one, 0 for the others, as the paper)")
     tile: bool | str = option("auto", choices=(True, False, "auto"),
                               help="stylise in overlapping tiles, for huge images (default: automatic past 2 megapixels)")
     tile_size: int = option(DEFAULT_TILE_SIZE, minimum=1, metavar="N",
@@ -787,7 +797,11 @@ def stylize_batch(
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
     settings = _with_decoder_defaults(settings, model)
-    painted = [supersampled(content, settings.supersample) for content in contents]
+    painted = [with_margin(supersampled(content, settings.supersample), settings.margin) for content in contents]
+    if checked_masks is not None and settings.margin:
+        # Every content has the masks' size (checked), so one painting size serves them all.
+        inner = supersampled(contents[0], settings.supersample).size
+        checked_masks = [with_margin(m.resize(inner, Image.Resampling.BILINEAR), settings.margin) for m in checked_masks]
     tiles, batches = _plan_passes(model, painted, styles, tile=settings.tile, tile_size=settings.tile_size,
                                   tile_overlap=settings.tile_overlap,
                                   batch_size=batch_size or default_batch_size(model.device))
@@ -797,6 +811,9 @@ def stylize_batch(
     results = []
     for index, content in enumerate(contents):
         image = images[index]
+        if settings.margin:
+            image = image.crop((settings.margin, settings.margin, image.width - settings.margin,
+                                image.height - settings.margin))
         if image.size != content.size:
             image = image.resize(content.size, Image.Resampling.LANCZOS)
         if settings.preserve_color == "luminance":
@@ -818,10 +835,11 @@ def _settings_for(settings: StylizeSettings | None, changes: dict[str, Any]) -> 
 
 
 def _with_decoder_defaults(settings: StylizeSettings, model: AdaINModel) -> StylizeSettings:
-    """``settings`` with the model's ``supersample`` and ``feature_transform`` where they are
-    None, resolved once so that every output records the values used."""
+    """``settings`` with the model's ``supersample``, ``feature_transform`` and ``margin`` where
+    they are None, resolved once so that every output records the values used."""
     return replace(settings, supersample=settings.supersample or model.supersample,
-                   feature_transform=settings.feature_transform or model.feature_transform)
+                   feature_transform=settings.feature_transform or model.feature_transform,
+                   margin=model.margin if settings.margin is None else settings.margin)
 
 
 def supersampled(image: Image.Image, factor: float) -> Image.Image:
@@ -829,6 +847,17 @@ def supersampled(image: Image.Image, factor: float) -> Image.Image:
     shrinking the result back: the decoder's strokes keep their size in pixels, so they come
     out ``factor`` times finer."""
     return resize_longer_side(image, round(max(image.size) * factor))
+
+
+def with_margin(image: Image.Image, margin: int) -> Image.Image:
+    """``image`` reflected ``margin`` pixels past each edge (numpy's reflect, repeated where the
+    image is narrower than the margin): what the networks see near a border is then more of
+    the picture, not their own padding."""
+    if not margin:
+        return image
+    array = np.asarray(image)
+    widths = ((margin, margin), (margin, margin)) + ((0, 0),) * (array.ndim - 2)
+    return Image.fromarray(np.pad(array, widths, mode="reflect"), image.mode)
 
 
 def _sized_inputs(contents: Sequence[Image.Image], styles: list[Image.Image], masks: Sequence[Image.Image] | None,
@@ -904,8 +933,8 @@ def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, se
                        **changes: Any) -> list[Stats]:
     """The relu4_1 :func:`feature_statistics` of each content (batch of one, on the CPU), as
     :func:`stylize_batch` measures them with the same settings (``changes`` are fields, as
-    there; ``content_size``, ``supersample``, ``feature_transform``, ``preserve_color`` and the
-    tiling count), over the padded image; tile by tile past the tile threshold, which gives the
+    there; ``content_size``, ``supersample``, ``margin``, ``feature_transform``, ``preserve_color``
+    and the tiling count), over the padded image; tile by tile past the tile threshold, which gives the
     same figures."""
     settings = _with_decoder_defaults(_settings_for(settings, changes), model)
     results = []
@@ -914,7 +943,7 @@ def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, se
             content = content.convert("RGB")
             if settings.content_size is not None:
                 content = resize_longer_side(content, settings.content_size)
-            content = supersampled(content, settings.supersample)
+            content = with_margin(supersampled(content, settings.supersample), settings.margin)
             if settings.preserve_color == "luminance":
                 content = content.convert("L").convert("RGB")
             if _tiled_by_choice(content, settings.tile):

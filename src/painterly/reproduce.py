@@ -255,7 +255,7 @@ def _optimize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device:
 
 
 #: What ``stylize`` did before these settings were added: outputs of older versions lack them.
-STYLIZE_SETTINGS_BEFORE_THEY_EXISTED = {"supersample": 1.0, "feature_transform": "adain"}
+STYLIZE_SETTINGS_BEFORE_THEY_EXISTED = {"supersample": 1.0, "feature_transform": "adain", "margin": 0}
 
 
 def _stylize(metadata: dict[str, Any], found: dict[str, list[Path]], *, device: Any, callback: Any) -> Image.Image:

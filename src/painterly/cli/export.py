@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     model = AdaINModel.load(encoder=args.encoder, decoder=args.decoder, seed=args.seed, progress=download_bar(args.quiet))
     if model.weights_note:
         info(model.weights_note)
-    if (model.supersample, model.feature_transform) != (1.0, "adain"):
+    if (model.supersample, model.feature_transform, model.margin) != (1.0, "adain", 0):
         info(f"the graph does AdaIN's transform at the size it is given; stylize paints this decoder at "
              f"{model.supersample:g}x with {model.feature_transform}, which ONNX cannot do (it has no "
-             f"eigendecomposition): enlarge the content {model.supersample:g}x before the graph, and shrink its output")
+             f"eigendecomposition): enlarge the content {model.supersample:g}x and reflect it {model.margin} px past "
+             "each edge before the graph, then crop and shrink its output")
     path = export_onnx(model, Path(args.output))
     info(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; encoder {model.encoder_label}, decoder {model.decoder_label})")
     return 0
