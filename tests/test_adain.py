@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from painterly.adain import (
     blend_styles,
     build_decoder,
     feature_statistics,
+    load_model,
     stylize,
     stylize_batch,
     supersampled,
@@ -171,6 +174,20 @@ def test_released_layouts_load_offline_and_forward_deterministically():
     assert first.image.tobytes() == second.image.tobytes()
     assert first.metadata()["encoder"] == "adain" and first.metadata()["decoder"] == "adain"
     assert np.asarray(first.image).std() > 1  # not a flat image
+
+
+def test_a_remembered_model_is_read_again_when_its_cached_download_changes():
+    """The studio keeps models between requests: a released file replaced in the cache (a new
+    download, a repaired one) must be what the next stylisation uses."""
+    write_released_adain_files(seed=0)
+    first = load_model(encoder="adain", decoder="adain", device="cpu")
+    assert load_model(encoder="adain", decoder="adain", device="cpu") is first  # remembered
+    write_released_adain_files(seed=1)
+    later = time.time_ns() + 10**9  # whatever the file system's timestamp resolution
+    os.utime(cache_dir() / "decoder.pth", ns=(later, later))
+    again = load_model(encoder="adain", decoder="adain", device="cpu")
+    assert again is not first
+    assert not torch.equal(again.decoder[1].weight, first.decoder[1].weight)
 
 
 def test_decoder_files_that_do_not_fit_are_refused(tmp_path):

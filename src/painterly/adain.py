@@ -29,7 +29,6 @@ import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -56,6 +55,7 @@ from .weights import (
     is_registry_name,
     load_weights,
     read_record,
+    weight_file,
 )
 
 #: The layer AdaIN works at, and the layers the decoder's style loss reads.
@@ -425,7 +425,8 @@ def load_model(*, encoder: str | os.PathLike = "auto", decoder: str | os.PathLik
     disk is read again). ``auto`` is resolved first, so a model loaded before the released
     weights arrived in the cache is not handed out after."""
     encoder, decoder, note = choose_adain_weights(encoder, decoder)
-    stamps = tuple(os.stat(p).st_mtime_ns if Path(p).is_file() else None for p in (encoder, decoder))
+    files = (weight_file(encoder, "encoder"), weight_file(decoder, "decoder"))
+    stamps = tuple(path.stat().st_mtime_ns if path is not None and path.is_file() else None for path in files)
     model = _cached_model(str(encoder), str(decoder), seed, str(resolve_device(device)), speed, stamps)
     model.weights_note = note
     return model

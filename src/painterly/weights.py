@@ -356,6 +356,17 @@ def is_registry_name(spec: str | os.PathLike) -> bool:
     return isinstance(spec, str) and spec in REGISTRY
 
 
+def weight_file(spec: str | os.PathLike, role: str) -> Path | None:
+    """The file on disk that :func:`load_weights` reads for ``spec`` in ``role``: a registry
+    set's cached download, the bundled decoder, or the path given; None for generated weights."""
+    if not is_registry_name(spec):
+        return Path(spec).expanduser()
+    if spec == "bundled":
+        return BUNDLED_DECODER_PATH if role == "decoder" else None
+    file = REGISTRY[str(spec)].files.get(role)
+    return None if file is None else cached_path(file)
+
+
 def load_weights(
     spec: str | os.PathLike,
     *,
