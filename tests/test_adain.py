@@ -486,10 +486,17 @@ def test_a_margin_paints_the_reflected_content_and_crops_it_off(float32_model):
     by_hand = stylize(with_margin(content, 8), style, **kwargs).image.crop((8, 8, 56, 48))
     assert np.abs(pixels(result.image) - pixels(by_hand)).max() <= 1 / 255
     assert np.abs(pixels(result.image) - pixels(plain.image)).mean() > 0.01  # all of 48 px is within reach of a border
-    # Masks are reflected with the content: one over everything paints what no mask paints.
+    # Masks are reflected with the content: one over everything paints what no mask paints...
     masked = stylize(content, style, margin=8, supersample=2, masks=[Image.new("L", content.size, 255)], **kwargs)
     unmasked = stylize(content, style, margin=8, supersample=2, **kwargs)
     assert np.abs(pixels(masked.image) - pixels(unmasked.image)).max() <= 1 / 255
+    # ... and a mask of two halves lands where it would on the reflected content.
+    left = Image.new("L", content.size, 0)
+    left.paste(255, (0, 0, 20, 40))
+    halves, styles = [left, left.point(lambda v: 255 - v)], [style, make_scene(32, 32, seed=5)]
+    split = stylize(content, styles, masks=halves, margin=8, **kwargs)
+    split_by_hand = stylize(with_margin(content, 8), styles, masks=[with_margin(m, 8) for m in halves], **kwargs)
+    assert np.abs(pixels(split.image) - pixels(split_by_hand.image.crop((8, 8, 56, 48)))).max() <= 1 / 255
     with pytest.raises(SettingsError, match="margin"):
         stylize(content, style, margin=-1, **kwargs)
 

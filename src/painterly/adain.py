@@ -801,7 +801,7 @@ def stylize_batch(
     painted = [with_margin(supersampled(content, settings.supersample), settings.margin) for content in contents]
     if checked_masks is not None and settings.margin:
         # Every content has the masks' size (checked), so one painting size serves them all.
-        inner = supersampled(contents[0], settings.supersample).size
+        inner = (painted[0].width - 2 * settings.margin, painted[0].height - 2 * settings.margin)
         checked_masks = [with_margin(m.resize(inner, Image.Resampling.BILINEAR), settings.margin) for m in checked_masks]
     tiles, batches = _plan_passes(model, painted, styles, tile=settings.tile, tile_size=settings.tile_size,
                                   tile_overlap=settings.tile_overlap,
