@@ -43,6 +43,7 @@ EXAMPLES = """\
   painterly stylize photo.jpg --style a.jpg -o out.png --preserve-color luminance
   painterly stylize photo.jpg --style a.jpg -o out.png --supersample 3   # paint at 3x, shrink: finer strokes, 9x the time
   painterly stylize photo.jpg --style a.jpg -o out.png --feature-transform wct   # the style's feature covariance, not only stds
+  painterly stylize photo.jpg --style a.jpg -o out.png --margin 64   # paint 64 px of reflected picture past each edge, crop it: no frame
   painterly stylize huge.tif --style a.jpg -o huge.png --tile --tile-size 384 --tile-overlap 136
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4             # needs pip install 'painterly[video]'
   painterly stylize clip.mp4 --style a.jpg -o clip_a.mp4 --temporal       # steady over time: flow-guided blending
