@@ -798,7 +798,7 @@ def stylize_batch(
     if model is None:
         model = load_model(encoder=encoder, decoder=decoder, seed=seed, device=device, speed=speed)
     settings = _with_decoder_defaults(settings, model)
-    painted = [with_margin(supersampled(content, settings.supersample), settings.margin) for content in contents]
+    painted = [_as_painted(content, settings) for content in contents]
     if checked_masks is not None and settings.margin:
         # Every content has the masks' size (checked), so one painting size serves them all.
         inner = (painted[0].width - 2 * settings.margin, painted[0].height - 2 * settings.margin)
@@ -859,6 +859,13 @@ def with_margin(image: Image.Image, margin: int) -> Image.Image:
     array = np.asarray(image)
     widths = ((margin, margin), (margin, margin)) + ((0, 0),) * (array.ndim - 2)
     return Image.fromarray(np.pad(array, widths, mode="reflect"), image.mode)
+
+
+def _as_painted(content: Image.Image, settings: StylizeSettings) -> Image.Image:
+    """``content`` as the networks see it: enlarged ``supersample`` times, then reflected
+    ``margin`` pixels past each edge (what :func:`stylize_batch` paints and
+    :func:`content_statistics` measures)."""
+    return with_margin(supersampled(content, settings.supersample), settings.margin)
 
 
 def _sized_inputs(contents: Sequence[Image.Image], styles: list[Image.Image], masks: Sequence[Image.Image] | None,
@@ -944,7 +951,7 @@ def content_statistics(contents: Sequence[Image.Image], *, model: AdaINModel, se
             content = content.convert("RGB")
             if settings.content_size is not None:
                 content = resize_longer_side(content, settings.content_size)
-            content = with_margin(supersampled(content, settings.supersample), settings.margin)
+            content = _as_painted(content, settings)
             if settings.preserve_color == "luminance":
                 content = content.convert("L").convert("RGB")
             if _tiled_by_choice(content, settings.tile):
